@@ -1,0 +1,1 @@
+"""Advice builders: findings turned into what the user should do, in order."""

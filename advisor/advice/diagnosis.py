@@ -1,0 +1,130 @@
+"""Diagnosis: a run through ingest, facts and rules, then ranked findings and what to tune first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from advisor.engine import Finding, KnowledgeBase, evaluate, load_knowledge, severity_rank
+from advisor.facts import run_facts
+from advisor.ingest import RunLog, load_run
+
+SCHEMA = "advisor.diagnose/1"
+
+
+class TuneItem(BaseModel):
+    param: str
+    tier: int
+    share: float      # share of tuning effort the importance hierarchy gives it
+    because: list[str]  # codes of the findings that ask for it
+
+
+class RunDiagnosis(BaseModel):
+    run: str
+    format: str
+    epochs: int
+    steps: int
+    columns: dict[str, str]
+    metric: str | None
+    metric_higher_is_better: bool | None
+    diagnoses: list[Finding]
+    notes: list[Finding]
+    tune_first: list[TuneItem]
+    verdict: str
+    facts: dict[str, Any]
+
+
+class ComparisonRow(BaseModel):
+    run: str
+    labels: list[str]
+    best_val_epoch: int | None
+    val_loss_best: float | None
+    best_val_metric: float | None
+    final_loss: float | None
+
+
+class DiagnoseReport(BaseModel):
+    schema_version: str = SCHEMA
+    diagnoses: list[Finding]   # all runs, most severe first; each names its run
+    notes: list[Finding]
+    runs: list[RunDiagnosis]
+    comparison: list[ComparisonRow] | None = None
+    best_run: str | None = None
+
+    def worst_severity(self) -> int:
+        levels = [severity_rank(f.severity) for f in self.diagnoses + self.notes
+                  if f.label != "healthy"]
+        return max(levels, default=-1)
+
+
+def _rank(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-severity_rank(f.severity), f.tier or 9, f.code))
+
+
+def _tune_first(kb: KnowledgeBase, findings: list[Finding]) -> list[TuneItem]:
+    asked: dict[str, list[str]] = {}
+    for finding in findings:
+        for param in finding.tune:
+            asked.setdefault(param, []).append(finding.code)
+    items = [TuneItem(param=p, tier=kb.importance[p]["tier"], share=kb.importance[p]["share"],
+                      because=codes) for p, codes in asked.items()]
+    return sorted(items, key=lambda i: (i.tier, -i.share))
+
+
+def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None = None) -> RunDiagnosis:
+    kb = kb or load_knowledge("diagnose")
+    facts = run_facts(run, kb.catalogue.analysis)
+    facts.update({k: v for k, v in context.items() if v is not None})
+    findings, facts = evaluate(kb, facts)
+    for finding in findings:
+        finding.run = run.path
+    diagnoses = _rank([f for f in findings if f.kind == "diagnosis"])
+    notes = _rank([f for f in findings if f.kind != "diagnosis"])
+    # Tuning follows the diagnosis; context findings add to it only when the run is not healthy.
+    healthy = any(f.label == "healthy" for f in diagnoses)
+    tune = _tune_first(kb, diagnoses + ([] if healthy else notes))
+    verdict = diagnoses[0].advice if diagnoses else (notes[0].advice if notes else "")
+    return RunDiagnosis(
+        run=run.path, format=run.format, epochs=len(run.epochs),
+        steps=0 if run.steps is None else len(run.steps), columns=run.columns, metric=run.metric,
+        metric_higher_is_better=run.higher_is_better, diagnoses=diagnoses, notes=notes,
+        tune_first=tune, verdict=verdict,
+        facts={k: v for k, v in facts.items() if v is not None and kb.catalogue.facts[k].source != "derived"},
+    )
+
+
+def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None = None,
+             overrides: dict[str, str] | None = None) -> tuple[DiagnoseReport, list[RunLog]]:
+    kb = load_knowledge("diagnose")
+    analysis = kb.catalogue.analysis
+    runs = [load_run(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))
+            for p in paths]
+    results = [diagnose_run(run, context, kb) for run in runs]
+    report = DiagnoseReport(
+        diagnoses=_rank([f for r in results for f in r.diagnoses]),
+        notes=_rank([f for r in results for f in r.notes]),
+        runs=results,
+    )
+    if len(results) > 1:
+        report.comparison, report.best_run = _compare(results)
+    return report, runs
+
+
+def _compare(results: list[RunDiagnosis]) -> tuple[list[ComparisonRow], str | None]:
+    rows = [ComparisonRow(run=r.run, labels=[f.label for f in r.diagnoses if f.label],
+                          best_val_epoch=r.facts.get("best_val_epoch"),
+                          val_loss_best=r.facts.get("val_loss_best"),
+                          best_val_metric=r.facts.get("best_val_metric"),
+                          final_loss=r.facts.get("loss_final")) for r in results]
+    directions = {r.metric_higher_is_better for r in results}
+    candidates = [(row, r) for row, r in zip(rows, results) if "diverged" not in row.labels]
+    if all(row.best_val_metric is not None for row, _ in candidates) and len(directions) == 1 and candidates:
+        sign = -1.0 if directions == {True} else 1.0
+        best = min(candidates, key=lambda c: sign * c[0].best_val_metric)
+    elif candidates and all(row.val_loss_best is not None for row, _ in candidates):
+        best = min(candidates, key=lambda c: c[0].val_loss_best)
+    else:
+        return rows, None
+    return rows, best[0].run

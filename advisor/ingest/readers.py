@@ -1,0 +1,209 @@
+"""Readers: one per log format, each turning a file into a raw table (columns as logged).
+
+A reader also reports which cells held an explicit NaN (a logged NaN is divergence; an empty
+cell in a sparse log is just a value logged on another row).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import mmap
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from advisor.errors import InputError
+
+FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics")
+_SNIFF_BYTES = 65536
+_NAN_TOKEN = re.compile(rb"(?i)(?<![a-z])nan(?![a-z])")
+
+
+@dataclass
+class RawLog:
+    format: str              # the format as detected (keras, wandb, lightning, hf, detectron2 ...)
+    table: pd.DataFrame      # columns as logged, numeric where they can be
+    explicit_nan: pd.DataFrame | None = None  # True where a cell held a logged NaN
+    header_lines: int = 1    # rows before the first data row, to name file rows in errors
+
+
+def resolve_path(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        names = ("metrics.csv", "trainer_state.json", "results.csv", "metrics.json")
+        found = [p for n in names for p in path.glob(n)] + sorted(path.glob("*.log.json"))
+        if len(found) == 1:
+            return found[0]
+        raise InputError(f"{path}: is a directory; give the log file inside it "
+                         f"(e.g. metrics.csv, trainer_state.json, results.csv)")
+    return path
+
+
+def sniff(path: Path) -> tuple[str, bytes]:
+    """The format of a file from its first bytes."""
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if not head.strip():
+        raise InputError(f"{path}: file is empty")
+    if b"\x00" in head:
+        raise InputError(f"{path}: binary data, not a training log")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a cut multi-byte character at the end is fine
+            raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); not a training log") from None
+        text = head[: exc.start].decode("utf-8")
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith(("{", "[")):
+        if '"log_history"' in text:
+            return "hf", head
+        first = stripped.splitlines()[0]
+        if '"mode"' in text and ('"env_info"' in first or '"mode"' in first):
+            return "mmdet", head
+        if '"iteration"' in text:
+            return "detectron2", head
+        return "jsonl", head
+    header = stripped.splitlines()[0]
+    cols = [c.strip() for c in re.split(r"[,\t;]", header)]
+    if any(c.startswith("train/") for c in cols) and any(c.startswith(("metrics/", "val/")) for c in cols) \
+            and header.startswith(" "):
+        return "ultralytics", head
+    if "epoch" in cols and "step" in cols and any(
+            c.endswith(("_step", "_epoch")) or c.startswith("lr-") for c in cols):
+        return "lightning", head
+    if "_step" in cols or "_runtime" in cols:
+        return "wandb", head
+    return "csv", head
+
+
+def read(path: Path, fmt: str | None) -> RawLog:
+    detected, head = sniff(path)
+    fmt = fmt or detected
+    if fmt in ("csv", "tsv", "keras", "wandb", "lightning", "ultralytics"):
+        if detected in ("hf", "mmdet", "detectron2", "jsonl"):
+            raise InputError(f"{path}: looks like JSON, not {fmt}")
+        return _read_csv(path, head, detected if fmt == "csv" else fmt)
+    if fmt == "hf":
+        return _read_hf(path)
+    if fmt in ("jsonl", "detectron2", "mmdet"):
+        return _read_jsonl(path, detected if fmt == "jsonl" else fmt)
+    raise InputError(f"{path}: unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
+
+
+def _read_csv(path: Path, head: bytes, fmt: str) -> RawLog:
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
+    first_line = text.splitlines()[0] if text else ""
+    sep = max(("\t", ",", ";"), key=first_line.count) if first_line else ","
+    if first_line.count(sep) == 0:
+        sep = ","
+    padded = fmt == "ultralytics"
+    try:
+        header = next(csv.reader(io.StringIO(first_line), delimiter=sep,
+                                 skipinitialspace=padded))
+    except StopIteration:
+        raise InputError(f"{path}: no header line") from None
+    header = [h.strip() if padded else h for h in header]
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        raise InputError(f"{path}: column '{dup}' appears twice in the header")
+    try:
+        table = pd.read_csv(path, sep=sep, skipinitialspace=padded, engine="c",
+                            encoding="utf-8-sig", low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[-1]
+        raise InputError(f"{path}: not a readable {sep!r}-separated table ({msg})") from None
+    if padded:
+        table.columns = [str(c).strip() for c in table.columns]
+    explicit = None
+    if table.isna().to_numpy().any() and _file_has_nan_token(path):
+        strings = pd.read_csv(path, sep=sep, skipinitialspace=padded, dtype=str,
+                              keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+        if padded:
+            strings.columns = table.columns
+        explicit = strings.apply(lambda s: s.str.strip().str.lower().eq("nan"))
+    return RawLog(fmt, table, explicit)
+
+
+def _file_has_nan_token(path: Path) -> bool:
+    with path.open("rb") as fh:
+        try:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return _NAN_TOKEN.search(mm) is not None
+        except ValueError:  # empty file
+            return False
+
+
+class _NaNSeen(float):
+    """json's NaN constant, marked so that a logged NaN is told apart from a missing key."""
+
+
+def _parse_constant(name: str) -> float:
+    return {"NaN": _NaNSeen("nan"), "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+
+def _records_to_raw(records: list[dict], fmt: str, path: Path) -> RawLog:
+    if not records:
+        raise InputError(f"{path}: no log records in the file")
+    table = pd.DataFrame.from_records(records)
+    explicit = None
+    if any(isinstance(v, _NaNSeen) for rec in records for v in rec.values()):
+        explicit = pd.DataFrame.from_records(
+            [{k: isinstance(v, _NaNSeen) for k, v in rec.items()} for rec in records]
+        ).reindex(columns=table.columns).fillna(False).astype(bool)
+    return RawLog(fmt, table, explicit)
+
+
+def _read_hf(path: Path) -> RawLog:
+    try:
+        with path.open("rb") as fh:
+            state = json.loads(fh.read(), parse_constant=_parse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid or truncated JSON at line {exc.lineno}, "
+                         f"column {exc.colno} ({exc.msg})") from None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise InputError(f"{path}: no 'log_history' list; not a Hugging Face trainer_state.json")
+    # The closing summary ('train_runtime', an average 'train_loss') is not a point on the curve.
+    records = [r for r in history if isinstance(r, dict) and "train_runtime" not in r]
+    return _records_to_raw(records, "hf", path)
+
+
+def _read_jsonl(path: Path, fmt: str) -> RawLog:
+    records: list[dict] = []
+    with path.open("rb") as fh:
+        data = fh.read()
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    if text.lstrip().startswith("["):  # a JSON array of records
+        try:
+            parsed = json.loads(text, parse_constant=_parse_constant)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: invalid or truncated JSON at line {exc.lineno} ({exc.msg})") from None
+        if not all(isinstance(r, dict) for r in parsed):
+            raise InputError(f"{path}: a JSON array, but not of records")
+        return _records_to_raw(parsed, "json", path)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line, parse_constant=_parse_constant)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {lineno}: invalid or truncated JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}: line {lineno}: expected a JSON object per line")
+        if fmt == "mmdet":
+            mode = rec.get("mode")
+            if mode is None:  # the env_info / config header line
+                continue
+            if mode == "val":
+                rec = {(k if k in ("epoch", "iter", "mode", "lr") else f"val_{k}"): v
+                       for k, v in rec.items()}
+        records.append(rec)
+    return _records_to_raw(records, fmt, path)

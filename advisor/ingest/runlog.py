@@ -1,0 +1,33 @@
+"""The one tidy shape every log becomes, whatever its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class RunLog:
+    path: str
+    format: str
+    # One row per epoch (index: epoch number as logged), columns among train_loss, val_loss,
+    # train_metric, val_metric, lr, grad_norm. A logged NaN/inf stays non-finite here.
+    epochs: pd.DataFrame
+    # Per-step values when the log has them (columns among step, train_loss, lr, grad_norm).
+    steps: pd.DataFrame | None
+    columns: dict[str, str] = field(default_factory=dict)  # role -> column in the source
+    metric: str | None = None
+    higher_is_better: bool | None = None
+    metric_scale: float = 1.0  # 0.01 when a percent metric was brought to 0-1
+
+    def series(self, role: str) -> np.ndarray | None:
+        if role not in self.epochs.columns:
+            return None
+        return self.epochs[role].to_numpy(dtype=float)
+
+    def step_series(self, role: str) -> np.ndarray | None:
+        if self.steps is None or role not in self.steps.columns:
+            return None
+        return self.steps[role].to_numpy(dtype=float)

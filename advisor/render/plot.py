@@ -1,0 +1,77 @@
+"""Annotated curves (--plot): losses, metric and LR with the findings marked where they happen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from advisor.advice.diagnosis import RunDiagnosis
+from advisor.errors import InputError
+from advisor.facts.curves import spike_mask
+from advisor.ingest import RunLog
+
+
+def plot(runs: list[RunLog], results: list[RunDiagnosis], analysis: dict[str, float], out: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'advisor[plot]'") from None
+    fig, axes = plt.subplots(len(runs), 2, figsize=(12, 4 * len(runs)), squeeze=False)
+    for (ax_loss, ax_metric), run, res in zip(axes, runs, results):
+        _draw(ax_loss, ax_metric, run, res, analysis)
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the plot ({exc.strerror})") from None
+    finally:
+        plt.close(fig)
+
+
+def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, float]) -> None:
+    epochs = run.epochs.index.to_numpy(dtype=float)
+    facts = res.facts
+    if run.steps is not None and "train_loss" in run.steps:
+        x = np.linspace(epochs[0] - 1 if len(epochs) else 0, epochs[-1] if len(epochs) else 1, len(run.steps))
+        y = run.steps["train_loss"].to_numpy(dtype=float)
+        ax.plot(x, y, color="tab:blue", alpha=0.25, lw=0.6, label="train loss (steps)")
+        spikes = spike_mask(y, int(analysis.get("spike_window_steps", 50)), analysis.get("spike_z", 6.0),
+                            analysis.get("spike_min_jump", 0.3))
+        if spikes.any():
+            ax.scatter(x[spikes], y[spikes], color="red", s=12, zorder=3, label=f"spikes ({spikes.sum()})")
+    for role, color in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
+        if role in run.epochs:
+            ax.plot(epochs, run.epochs[role].to_numpy(dtype=float), color=color, lw=1.8,
+                    label=role.replace("_", " "))
+    if facts.get("nonfinite_epoch") is not None:
+        ax.axvline(facts["nonfinite_epoch"], color="red", lw=1.5, ls="-", label="loss non-finite")
+    if facts.get("best_val_epoch") is not None and "val_loss" in run.epochs:
+        overfit = any(f.label == "overfitting" for f in res.diagnoses)
+        ax.axvline(facts["best_val_epoch"], color="green", ls="--",
+                   label="best epoch / overfitting onset" if overfit else "best val epoch")
+    finite = run.epochs[[c for c in ("train_loss", "val_loss") if c in run.epochs]].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
+        ax.set_yscale("log")
+    labels = ", ".join(f.label for f in res.diagnoses if f.label) or "no diagnosis"
+    ax.set_title(f"{Path(run.path).name}: {labels}", fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    if "val_metric" in run.epochs:
+        ax_metric.plot(epochs, run.epochs["val_metric"], color="tab:green", label=f"val {run.metric}")
+    if "train_metric" in run.epochs:
+        ax_metric.plot(epochs, run.epochs["train_metric"], color="tab:olive", label="train metric")
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_ylabel("metric")
+    if "lr" in run.epochs:
+        ax_lr = ax_metric.twinx()
+        ax_lr.plot(epochs, run.epochs["lr"], color="gray", ls=":", label="lr")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.legend(loc="lower right", fontsize=8)
+    if ax_metric.lines:
+        ax_metric.legend(loc="upper left", fontsize=8)
+    ax_metric.set_title("metric and learning rate", fontsize=10)

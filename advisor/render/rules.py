@@ -1,0 +1,59 @@
+"""`advisor explain` and `advisor rules`: the knowledge base, browsable."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from advisor.engine import Rule, load_knowledge
+from advisor.errors import InputError
+
+FAMILIES = ("diagnose",)
+
+
+def find_rule(key: str) -> tuple[str, Rule]:
+    for family in FAMILIES:
+        rule = load_knowledge(family).rule(key)
+        if rule is not None:
+            return family, rule
+    import difflib
+
+    names = [r.name for f in FAMILIES for r in load_knowledge(f).rules] + \
+        [r.code for f in FAMILIES for r in load_knowledge(f).rules]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else "; `advisor rules` lists them"
+    raise InputError(f"no rule '{key}'{hint}")
+
+
+def explain(family: str, rule: Rule, console: Console) -> None:
+    label = f" [{rule.label}]" if rule.label else ""
+    console.print(f"[bold]{rule.code} {rule.name}[/]{escape(label)}  ({rule.severity}, {family}, {rule.file})")
+    sections = (("What it does", rule.explain.what), ("Why it matters", rule.explain.why),
+                ("Example", rule.explain.example), ("Condition", rule.when),
+                ("Advice", rule.advice), ("Tunes", ", ".join(rule.tune) or "nothing: not a tuning problem"),
+                ("Source", rule.source))
+    for title, text in sections:
+        console.print(f"\n[bold underline]{title}[/]")
+        console.print(escape(" ".join(text.split())))
+
+
+def listing(console: Console, as_json: bool) -> None:
+    rows = [(family, r) for family in FAMILIES for r in load_knowledge(family).rules]
+    rows.sort(key=lambda fr: fr[1].code)
+    if as_json:
+        sys.stdout.write(json.dumps([{"family": f, "code": r.code, "name": r.name, "kind": r.kind,
+                                      "label": r.label, "severity": r.severity, "tune": r.tune,
+                                      "what": r.explain.what, "source": r.source} for f, r in rows],
+                                    indent=2) + "\n")
+        return
+    table = Table(show_edge=False)
+    for col in ("code", "name", "kind", "label", "severity"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what it detects")
+    for _, r in rows:
+        table.add_row(r.code, r.name, r.kind, r.label or "", r.severity, escape(r.explain.what))
+    console.print(table)

@@ -1,0 +1,34 @@
+"""Parsing of the human-friendly quantities the commands accept."""
+
+from __future__ import annotations
+
+import re
+
+from advisor.errors import InputError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|hours?|d|days?)?\s*$", re.I)
+_HOURS_PER_UNIT = {"s": 1 / 3600, "sec": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "h": 1.0, "hr": 1.0,
+                   "hour": 1.0, "hours": 1.0, "d": 24.0, "day": 24.0, "days": 24.0}
+
+
+def parse_hours(text: str, option: str = "--budget") -> float:
+    """'90m' -> 1.5, '50h' -> 50, '2d' -> 48; a bare number means hours."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InputError(f"{option}: cannot read duration {text!r} (use e.g. 90m, 50h, 2d)")
+    value, unit = float(match.group(1)), (match.group(2) or "h").lower()
+    if value <= 0:
+        raise InputError(f"{option}: duration must be positive, got {text!r}")
+    return value * _HOURS_PER_UNIT[unit]
+
+
+def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:
+    """['a=1,b=2', 'c=x'] -> {'a': '1', 'b': '2', 'c': 'x'}."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise InputError(f"{option}: expected key=value, got {part!r}")
+            result[key.strip()] = value.strip()
+    return result
