@@ -127,10 +127,8 @@ def diagnose(
         from advisor.render.terminal import render
 
         render(result, _console())
-    threshold = FAIL_ON.index(fail_on)
     if fail_on != "never" and result.worst_severity() >= {"info": 0, "warning": 1, "error": 2}[fail_on]:
         raise typer.Exit(1)
-    del threshold
 
 
 def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
@@ -157,7 +155,8 @@ def list_rules(json_: bool = typer.Option(False, "--json", help="Print the rules
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except AdvisorError as exc:
         print(f"advisor: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -166,12 +165,10 @@ def main() -> None:
     except typer.Abort:
         print("advisor: aborted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and anything unforeseen: one line, exit 2
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors and anything unforeseen: a short message, exit 2
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("ADVISOR_DEBUG"):
             raise
         print(f"advisor: internal error: {type(exc).__name__}: {exc} "

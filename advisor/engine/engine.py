@@ -56,8 +56,10 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], d
 
 def _finding(kb: KnowledgeBase, rule: Rule, facts: dict[str, Any]) -> Finding:
     specs = kb.catalogue.facts
+    # Evidence: the facts the message quotes, then the measured facts the condition tested.
     quoted = list(dict.fromkeys(
-        [n for n in sorted(kb.inputs[rule.code]) if specs[n].source != "derived"] + rule.evidence))
+        kb.quoted[rule.code] + rule.evidence
+        + [n for n in sorted(kb.inputs[rule.code]) if specs[n].source != "derived" and specs[n].type != "bool"]))
     evidence = [Evidence(fact=n, value=_fmt_value(facts[n]), unit=specs[n].unit,
                          definition=specs[n].definition)
                 for n in quoted if facts.get(n) is not None]

@@ -51,6 +51,7 @@ class KnowledgeBase:
     labels: list[str]
     importance: dict[str, dict[str, Any]]
     inputs: dict[str, set[str]] = field(default_factory=dict)  # rule code -> facts its `when` reads
+    quoted: dict[str, list[str]] = field(default_factory=dict)  # rule code -> facts its message quotes
 
     def rule(self, code_or_name: str) -> Rule | None:
         key = code_or_name.strip()
@@ -258,7 +259,9 @@ def load_knowledge(family: str, root: str | None = None) -> KnowledgeBase:
             rule.tier = min(tiers) if tiers else None
             rules.append(rule)
     inputs = {r.code: _check_rule(r, catalogue, labels, importance) for r in rules}
-    return KnowledgeBase(family, catalogue, _order(rules, inputs, family), labels, importance, inputs)
+    quoted = {r.code: [f for _, f, _, _ in string.Formatter().parse(r.message) if f] for r in rules}
+    return KnowledgeBase(family, catalogue, _order(rules, inputs, family), labels, importance,
+                         inputs, quoted)
 
 
 def _first_error(exc: ValidationError) -> str:

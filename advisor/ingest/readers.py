@@ -56,7 +56,8 @@ def sniff(path: Path) -> tuple[str, bytes]:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # a cut multi-byte character at the end is fine
+        # a multi-byte character cut by the sniff window is fine; anything else is not UTF-8
+        if len(head) < _SNIFF_BYTES or exc.start < len(head) - 4:
             raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); not a training log") from None
         text = head[: exc.start].decode("utf-8")
     stripped = text.lstrip("\ufeff \t\r\n")
@@ -117,7 +118,9 @@ def _read_csv(path: Path, head: bytes, fmt: str) -> RawLog:
                             encoding="utf-8-sig", low_memory=False)
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start} of a block); not a training log") from None
+    except (pd.errors.ParserError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[-1]
         raise InputError(f"{path}: not a readable {sep!r}-separated table ({msg})") from None
     if padded:
