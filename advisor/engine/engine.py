@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import string
 from typing import Any
 
 from simpleeval import SimpleEval
@@ -23,11 +24,22 @@ def _fmt_value(value: Any) -> Any:
     return value
 
 
-class _Facts(dict):
-    """Facts for message templates: floats print compactly unless the template says otherwise."""
+class _Template(string.Formatter):
+    """Message templates over facts: an unknown fact prints as 'n/a', whatever its format spec."""
 
-    def __missing__(self, key: str) -> Any:
-        return "?"
+    def get_value(self, key, args, kwargs):
+        return kwargs.get(key)
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None or (isinstance(value, str) and format_spec):
+            return "n/a" if value is None else str(value)
+        try:
+            return format(value, format_spec)
+        except (ValueError, TypeError):
+            return str(value)
+
+
+_TEMPLATE = _Template()
 
 
 def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], dict[str, Any]]:
@@ -63,10 +75,9 @@ def _finding(kb: KnowledgeBase, rule: Rule, facts: dict[str, Any]) -> Finding:
     evidence = [Evidence(fact=n, value=_fmt_value(facts[n]), unit=specs[n].unit,
                          definition=specs[n].definition)
                 for n in quoted if facts.get(n) is not None]
-    template_facts = _Facts({k: v for k, v in facts.items() if v is not None})
     return Finding(
         code=rule.code, name=rule.name, kind=rule.kind, label=rule.label, severity=rule.severity,
-        tier=rule.tier, message=rule.message.format_map(template_facts),
-        advice=rule.advice.format_map(template_facts), tune=list(rule.tune),
+        tier=rule.tier, message=_TEMPLATE.vformat(rule.message, (), facts),
+        advice=_TEMPLATE.vformat(rule.advice, (), facts), tune=list(rule.tune),
         evidence=evidence, source=rule.source,
     )

@@ -91,6 +91,9 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
             if "train_metric" in data:
                 data["train_metric"] = data["train_metric"] * scale
 
+    for role in ("epoch", "step"):  # a position on the time axis must be a finite number
+        if role in data:
+            data[role] = data[role].where(np.isfinite(data[role]))
     key = _epoch_key(data, nan_rows, step_bins, rows_per_epoch_max)
     epochs, steps = _group(data, key, nan_rows)
     return RunLog(path=path, format=raw.format, epochs=epochs, steps=steps, columns=roles,
