@@ -88,7 +88,7 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
     verdict = diagnoses[0].advice if diagnoses else (notes[0].advice if notes else "")
     return RunDiagnosis(
         run=run.path, format=run.format, epochs=len(run.epochs),
-        steps=0 if run.steps is None else len(run.steps), columns=run.columns, metric=run.metric,
+        steps=run.n_steps, columns=run.columns, metric=run.metric,
         metric_higher_is_better=run.higher_is_better, diagnoses=diagnoses, notes=notes,
         tune_first=tune, verdict=verdict,
         facts={k: v for k, v in facts.items() if v is not None and kb.catalogue.facts[k].source != "derived"},

@@ -49,6 +49,15 @@ def _noise(x: np.ndarray, window: int) -> float | None:
     return float(np.median(np.abs(x - s)) / level) if level > 0 else None
 
 
+def _block_median(x: np.ndarray, window: int) -> np.ndarray:
+    """The median of each block of `window` points, repeated over the block (vectorized)."""
+    full = len(x) // window * window
+    parts = [np.repeat(np.median(x[:full].reshape(-1, window), axis=1), window)]
+    if full < len(x):
+        parts.append(np.full(len(x) - full, np.median(x[full:])))
+    return np.concatenate(parts)
+
+
 def spike_mask(x: np.ndarray, window: int, z: float, min_jump: float) -> np.ndarray:
     """Points far above the local level: log-loss residual over a block median, in block MADs."""
     mask = np.zeros(len(x), dtype=bool)
@@ -56,11 +65,9 @@ def spike_mask(x: np.ndarray, window: int, z: float, min_jump: float) -> np.ndar
     if ok.sum() < 2 * window:
         return mask
     logx = np.log(x[ok])
-    blocks = np.arange(len(logx)) // window
-    frame = pd.DataFrame({"v": logx, "b": blocks})
-    med = frame.groupby("b")["v"].transform("median").to_numpy()
+    med = _block_median(logx, window)
     dev = np.abs(logx - med)
-    mad = pd.Series(dev).groupby(blocks).transform("median").to_numpy() * _MAD
+    mad = _block_median(dev, window) * _MAD
     # a block's MAD can be ~0 on a converged curve: floor it at the run's typical noise
     floor = np.median(mad[mad > 0]) if np.any(mad > 0) else 0.0
     scale = np.maximum(mad, floor)
@@ -86,7 +93,7 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
     win = int(a.get("smooth_window", 5))
     tail_frac, head_frac = a.get("tail_fraction", 0.25), a.get("head_fraction", 0.25)
     f["n_epochs"] = n
-    f["n_steps"] = 0 if run.steps is None else len(run.steps)
+    f["n_steps"] = run.n_steps
 
     train = run.series("train_loss")
     val = run.series("val_loss")

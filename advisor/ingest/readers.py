@@ -10,10 +10,12 @@ import csv
 import io
 import json
 import math
-import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 import pandas as pd
 
@@ -21,15 +23,16 @@ from advisor.errors import InputError
 
 FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics")
 _SNIFF_BYTES = 65536
-_NAN_TOKEN = re.compile(rb"(?i)(?<![a-z])nan(?![a-z])")
+_CHUNK_ROWS = 200_000  # read big logs in chunks: peak memory stays near the final arrays
 
 
 @dataclass
 class RawLog:
-    format: str              # the format as detected (keras, wandb, lightning, hf, detectron2 ...)
-    table: pd.DataFrame      # columns as logged, numeric where they can be
-    explicit_nan: pd.DataFrame | None = None  # True where a cell held a logged NaN
-    header_lines: int = 1    # rows before the first data row, to name file rows in errors
+    format: str                      # as detected: keras, wandb, lightning, hf, detectron2 ...
+    columns: dict[str, np.ndarray]   # as logged; float where pandas could parse, else text
+    n_rows: int
+    explicit_nan: dict[str, np.ndarray]  # per column, True where a cell held a logged NaN
+    records: bool = False            # rows are JSON records (errors name records, not rows)
 
 
 def resolve_path(path: Path) -> Path:
@@ -83,13 +86,14 @@ def sniff(path: Path) -> tuple[str, bytes]:
     return "csv", head
 
 
-def read(path: Path, fmt: str | None) -> RawLog:
+def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
+    """Read a log. `wanted(header)` names the columns worth keeping (the rest are never parsed)."""
     detected, head = sniff(path)
     fmt = fmt or detected
     if fmt in ("csv", "tsv", "keras", "wandb", "lightning", "ultralytics"):
         if detected in ("hf", "mmdet", "detectron2", "jsonl"):
             raise InputError(f"{path}: looks like JSON, not {fmt}")
-        return _read_csv(path, head, detected if fmt == "csv" else fmt)
+        return _read_csv(path, head, detected if fmt == "csv" else fmt, wanted)
     if fmt == "hf":
         return _read_hf(path)
     if fmt in ("jsonl", "detectron2", "mmdet"):
@@ -97,25 +101,27 @@ def read(path: Path, fmt: str | None) -> RawLog:
     raise InputError(f"{path}: unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
 
 
-def _read_csv(path: Path, head: bytes, fmt: str) -> RawLog:
+def _read_csv(path: Path, head: bytes, fmt: str, wanted: Callable[[list[str]], list[str]] | None) -> RawLog:
     text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
     first_line = text.splitlines()[0] if text else ""
     sep = max(("\t", ",", ";"), key=first_line.count) if first_line else ","
     if first_line.count(sep) == 0:
         sep = ","
-    padded = fmt == "ultralytics"
-    try:
-        header = next(csv.reader(io.StringIO(first_line), delimiter=sep,
-                                 skipinitialspace=padded))
-    except StopIteration:
-        raise InputError(f"{path}: no header line") from None
+    padded = fmt == "ultralytics"  # Ultralytics right-aligns headers and values with spaces
+    header = next(csv.reader(io.StringIO(first_line), delimiter=sep, skipinitialspace=padded), [])
     header = [h.strip() if padded else h for h in header]
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise InputError(f"{path}: column '{dup}' appears twice in the header")
+    keep = [header.index(c) for c in wanted(header)] if wanted else None
+    # Empty cells are missing values; a written 'nan' stays text so that it can be told apart.
+    options = dict(sep=sep, skipinitialspace=padded, engine="c", encoding="utf-8-sig",
+                   usecols=sorted(keep) if keep else None, keep_default_na=False, na_values=[""])
     try:
-        table = pd.read_csv(path, sep=sep, skipinitialspace=padded, engine="c",
-                            encoding="utf-8-sig", low_memory=False)
+        parts: dict[str, list[np.ndarray]] = {}
+        for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
+            for name in chunk.columns:
+                parts.setdefault(str(name).strip() if padded else str(name), []).append(chunk[name].to_numpy())
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
     except UnicodeDecodeError as exc:
@@ -123,25 +129,15 @@ def _read_csv(path: Path, head: bytes, fmt: str) -> RawLog:
     except (pd.errors.ParserError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[-1]
         raise InputError(f"{path}: not a readable {sep!r}-separated table ({msg})") from None
-    if padded:
-        table.columns = [str(c).strip() for c in table.columns]
-    explicit = None
-    if table.isna().to_numpy().any() and _file_has_nan_token(path):
-        strings = pd.read_csv(path, sep=sep, skipinitialspace=padded, dtype=str,
-                              keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-        if padded:
-            strings.columns = table.columns
-        explicit = strings.apply(lambda s: s.str.strip().str.lower().eq("nan"))
-    return RawLog(fmt, table, explicit)
-
-
-def _file_has_nan_token(path: Path) -> bool:
-    with path.open("rb") as fh:
-        try:
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _NAN_TOKEN.search(mm) is not None
-        except ValueError:  # empty file
-            return False
+    columns: dict[str, np.ndarray] = {}
+    for name in list(parts):  # join one column at a time, freeing its chunks as we go
+        chunks = parts.pop(name)
+        columns[name] = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        del chunks
+    if not columns:
+        columns = {h: np.array([], dtype=float) for h in header}
+    n_rows = len(next(iter(columns.values()))) if columns else 0
+    return RawLog(fmt, columns, n_rows, {})
 
 
 class _NaNSeen(float):
@@ -156,12 +152,13 @@ def _records_to_raw(records: list[dict], fmt: str, path: Path) -> RawLog:
     if not records:
         raise InputError(f"{path}: no log records in the file")
     table = pd.DataFrame.from_records(records)
-    explicit = None
-    if any(isinstance(v, _NaNSeen) for rec in records for v in rec.values()):
-        explicit = pd.DataFrame.from_records(
-            [{k: isinstance(v, _NaNSeen) for k, v in rec.items()} for rec in records]
-        ).reindex(columns=table.columns).fillna(False).astype(bool)
-    return RawLog(fmt, table, explicit)
+    explicit: dict[str, np.ndarray] = {}
+    for i, rec in enumerate(records):
+        for key, value in rec.items():
+            if isinstance(value, _NaNSeen):
+                explicit.setdefault(str(key), np.zeros(len(records), dtype=bool))[i] = True
+    columns = {str(c): table[c].to_numpy() for c in table.columns}
+    return RawLog(fmt, columns, len(records), explicit, records=True)
 
 
 def _read_hf(path: Path) -> RawLog:

@@ -15,8 +15,8 @@ class RunLog:
     # One row per epoch (index: epoch number as logged), columns among train_loss, val_loss,
     # train_metric, val_metric, lr, grad_norm. A logged NaN/inf stays non-finite here.
     epochs: pd.DataFrame
-    # Per-step values when the log has them (columns among step, train_loss, lr, grad_norm).
-    steps: pd.DataFrame | None
+    # Per-step values when the log has them (arrays among step, train_loss, lr, grad_norm).
+    steps: dict[str, np.ndarray] | None
     columns: dict[str, str] = field(default_factory=dict)  # role -> column in the source
     metric: str | None = None
     higher_is_better: bool | None = None
@@ -27,7 +27,11 @@ class RunLog:
             return None
         return self.epochs[role].to_numpy(dtype=float)
 
+    @property
+    def n_steps(self) -> int:
+        return 0 if self.steps is None else len(self.steps["train_loss"])
+
     def step_series(self, role: str) -> np.ndarray | None:
-        if self.steps is None or role not in self.steps.columns:
+        if self.steps is None or role not in self.steps:
             return None
-        return self.steps[role].to_numpy(dtype=float)
+        return self.steps[role]

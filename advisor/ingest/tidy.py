@@ -1,4 +1,7 @@
-"""From a raw table to a RunLog: roles chosen, cells made numeric, steps grouped into epochs."""
+"""From a raw log to a RunLog: roles chosen, cells made numeric, steps grouped into epochs.
+
+Works on plain numpy columns: a million-row per-step log is reduced without copying it whole.
+"""
 
 from __future__ import annotations
 
@@ -7,151 +10,163 @@ import pandas as pd
 
 from advisor.errors import InputError
 from advisor.ingest.readers import RawLog
-from advisor.ingest.roles import (find_roles, higher_is_better, is_fraction_like, normalize,
-                                  step_column_for)
+from advisor.ingest.roles import find_roles, higher_is_better, is_fraction_like, step_column_for
 from advisor.ingest.runlog import RunLog
 
 _VALUE_ROLES = ("train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm")
+_MISSING_TEXT = {"", "none", "null", "na", "n/a"}
+_INF_TEXT = {"inf": np.inf, "+inf": np.inf, "infinity": np.inf, "-inf": -np.inf, "-infinity": -np.inf}
 
 
-def _add_total_losses(table: pd.DataFrame) -> None:
+def wanted_columns(header: list[str], overrides: dict[str, str], path: str) -> list[str]:
+    """The columns a run needs: one per role, a per-step twin, and every loss (to sum them)."""
+    roles = find_roles(header, overrides, path)
+    wanted = set(roles.values()) | {c for c in header if c.strip().endswith("loss")}
+    twin = step_column_for(roles["train_loss"], header) if "train_loss" in roles else None
+    if twin:
+        wanted.add(twin)
+    return [c for c in header if c in wanted] or header
+
+
+def _numeric(raw: RawLog, col: str, path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as floats, and where it held a written NaN. Any other text is an error."""
+    values = raw.columns[col]
+    explicit = raw.explicit_nan.get(col)
+    if values.dtype.kind in "iuf":
+        return values.astype(float, copy=False), explicit
+    series = pd.Series(values, dtype=object)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    text_rows = np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy())
+    for pos in text_rows:
+        cell = series.iloc[pos]
+        word = cell.strip().lower() if isinstance(cell, str) else cell
+        if word == "nan" or (isinstance(cell, float) and np.isnan(cell)):
+            explicit = np.zeros(len(numbers), dtype=bool) if explicit is None else explicit
+            explicit[pos] = True
+        elif isinstance(word, str) and word in _INF_TEXT:
+            numbers[pos] = _INF_TEXT[word]
+        elif not (isinstance(word, str) and word in _MISSING_TEXT) and cell is not None:
+            where = f"record {pos + 1}" if raw.records else f"row {pos + 2}"
+            raise InputError(f"{path}: {where}, column '{col}': {cell!r} is not a number")
+    return numbers, explicit
+
+
+def _add_total_losses(raw: RawLog, path: str) -> None:
     """Ultralytics logs several losses per split (box, cls, dfl): their sum is the loss."""
     for split in ("train", "val"):
-        parts = [c for c in table.columns if str(c).startswith(f"{split}/") and str(c).endswith("loss")]
-        if len(parts) > 1 and f"{split}/loss" not in table.columns:
-            table[f"{split}/loss"] = table[parts].apply(pd.to_numeric, errors="coerce").sum(
-                axis=1, min_count=len(parts))
-
-
-def _numeric(raw: RawLog, col: str, path: str) -> pd.Series:
-    series = raw.table[col]
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        return series.astype(float)
-    values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() & series.notna()
-    if bad.any():
-        text = series[bad].astype(str).str.strip().str.lower()
-        real_bad = ~text.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity", "", "none", "null"])
-        if real_bad.any():
-            pos = int(np.flatnonzero(bad.to_numpy())[np.flatnonzero(real_bad.to_numpy())[0]])
-            row = pos + 1 + raw.header_lines
-            where = f"row {row}" if raw.format not in ("hf", "detectron2", "mmdet", "jsonl", "json") \
-                else f"record {pos + 1}"
-            raise InputError(f"{path}: {where}, column '{col}': {series.iloc[pos]!r} is not a number")
-        values = pd.to_numeric(text.replace({"infinity": "inf", "-infinity": "-inf", "+inf": "inf"}),
-                               errors="coerce").reindex(series.index).where(bad, values)
-    return values
+        parts = [c for c in raw.columns if c.startswith(f"{split}/") and c.endswith("loss")]
+        if len(parts) > 1 and f"{split}/loss" not in raw.columns:
+            raw.columns[f"{split}/loss"] = np.sum([_numeric(raw, c, path)[0] for c in parts], axis=0)
 
 
 def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
          rows_per_epoch_max: int) -> RunLog:
-    table = raw.table
-    if table.shape[0] == 0:
+    if raw.n_rows == 0:
         raise InputError(f"{path}: header only, no data rows")
     if raw.format == "ultralytics":
-        _add_total_losses(table)
-    columns = [str(c) for c in table.columns]
-    table.columns = columns
-    roles = find_roles(columns, overrides, path)
+        _add_total_losses(raw, path)
+    names = list(raw.columns)
+    roles = find_roles(names, overrides, path)
     if "train_loss" not in roles and "val_loss" not in roles:
-        raise InputError(f"{path}: no loss column found among {', '.join(columns[:15])}"
-                         f"{' ...' if len(columns) > 15 else ''}; name one with --map train_loss=COLUMN")
+        raise InputError(f"{path}: no loss column found among {', '.join(names[:15])}"
+                         f"{' ...' if len(names) > 15 else ''}; name one with --map train_loss=COLUMN")
 
-    data = pd.DataFrame({role: _numeric(raw, col, path) for role, col in roles.items()})
-    step_twin = step_column_for(roles["train_loss"], columns) if "train_loss" in roles else None
-    if step_twin:
-        data["train_loss_step"] = _numeric(raw, step_twin, path)
-    explicit = raw.explicit_nan
-    nan_rows = {}
-    if explicit is not None:
-        for role in ("train_loss", "val_loss", "train_loss_step"):
-            col = step_twin if role == "train_loss_step" else roles.get(role)
-            if col is not None and col in explicit.columns:
-                nan_rows[role] = explicit[col].to_numpy(dtype=bool)
-    for role, mask in nan_rows.items():
-        data.loc[mask, role] = np.nan
+    data: dict[str, np.ndarray] = {}
+    nan_rows: dict[str, np.ndarray] = {}  # role -> rows where a NaN was written
+    step_twin = step_column_for(roles["train_loss"], names) if "train_loss" in roles else None
+    for role, col in [*roles.items(), *([("train_loss_step", step_twin)] if step_twin else [])]:
+        data[role], explicit = _numeric(raw, col, path)
+        if explicit is not None and explicit.any() and role in ("train_loss", "val_loss", "train_loss_step"):
+            nan_rows[role] = explicit
 
     for role in _VALUE_ROLES:
-        if role in data and not np.isfinite(data[role]).any() and data[role].isna().all() \
-                and role not in nan_rows:
-            if role in ("train_loss", "val_loss") and len(roles) > 1:
+        if role in data and np.isnan(data[role]).all() and role not in nan_rows:
+            if role in ("train_loss", "val_loss"):
                 raise InputError(f"{path}: column '{roles[role]}' has no values")
-            data = data.drop(columns=role)
-            roles.pop(role, None)
-    if "train_loss" not in data and "val_loss" not in data:
-        raise InputError(f"{path}: the loss columns hold no numbers")
+            del data[role], roles[role]
 
-    metric = roles.get("val_metric")
-    scale = 1.0
+    metric, scale = roles.get("val_metric"), 1.0
     if metric and "val_metric" in data:
         finite = data["val_metric"][np.isfinite(data["val_metric"])]
         if is_fraction_like(metric) and len(finite) and 1.5 < finite.max() <= 100.0:
-            scale = 0.01
-            data["val_metric"] = data["val_metric"] * scale
-            if "train_metric" in data:
-                data["train_metric"] = data["train_metric"] * scale
+            scale = 0.01  # a percent metric (detectron2, mmdetection) brought to 0-1
+            for role in ("val_metric", "train_metric"):
+                if role in data:
+                    data[role] = data[role] * scale
 
     for role in ("epoch", "step"):  # a position on the time axis must be a finite number
         if role in data:
-            data[role] = data[role].where(np.isfinite(data[role]))
-    key = _epoch_key(data, nan_rows, step_bins, rows_per_epoch_max)
+            data[role] = np.where(np.isfinite(data[role]), data[role], np.nan)
+            if np.isnan(data[role]).all():
+                del data[role]
+    key = _epoch_key(data, nan_rows, raw.n_rows, step_bins, rows_per_epoch_max)
     epochs, steps = _group(data, key, nan_rows)
     return RunLog(path=path, format=raw.format, epochs=epochs, steps=steps, columns=roles,
                   metric=metric, higher_is_better=higher_is_better(metric) if metric else None,
                   metric_scale=scale)
 
 
-def _epoch_key(data: pd.DataFrame, nan_rows: dict, step_bins: int, rows_per_epoch_max: int) -> np.ndarray:
+def _epoch_key(data: dict[str, np.ndarray], nan_rows: dict, n: int, step_bins: int,
+               rows_per_epoch_max: int) -> np.ndarray:
     """The epoch each row belongs to."""
-    n = len(data)
-    if "epoch" in data and data["epoch"].notna().any():
-        epoch = data["epoch"].ffill().bfill().to_numpy()
-        if np.any(np.abs(epoch - np.round(epoch)) > 1e-9):  # fractional epochs (HF)
+    if "epoch" in data:
+        epoch = pd.Series(data["epoch"]).ffill().bfill().to_numpy()
+        if np.any(np.abs(epoch - np.round(epoch)) > 1e-9):  # fractional epochs (HF): 0.25 is in epoch 1
             return np.maximum(np.ceil(epoch - 1e-9), 1.0)
         return epoch
-    val_cols = [c for c in ("val_loss", "val_metric") if c in data]
-    if val_cols:
-        has_val = data[val_cols].notna().any(axis=1).to_numpy() | nan_rows.get("val_loss", np.zeros(n, bool))
-        if 0 < has_val.sum() < n / 2:  # evaluations between runs of training rows
-            closed = np.concatenate([[0], np.cumsum(has_val)[:-1]])
-            return closed.astype(float)
+    val = [data[c] for c in ("val_loss", "val_metric") if c in data]
+    if val:
+        evaluated = np.any([~np.isnan(v) for v in val], axis=0) | nan_rows.get("val_loss", False)
+        if 0 < evaluated.sum() < n / 2:  # evaluations between runs of training rows
+            return np.concatenate([[0], np.cumsum(evaluated)[:-1]]).astype(float)
     if n <= rows_per_epoch_max:
         return np.arange(n, dtype=float)
     return np.floor(np.arange(n) * step_bins / n)
 
 
-def _group(data: pd.DataFrame, key: np.ndarray, nan_rows: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    values = [r for r in ("train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm")
-              if r in data]
+def _reduce(x: np.ndarray, starts: np.ndarray, how: str) -> np.ndarray:
+    """Per-epoch reduction of a column sorted by epoch: NaN-skipping mean, or last logged value."""
+    valid = ~np.isnan(x)
+    if how == "mean":
+        counts = np.add.reduceat(valid, starts)
+        sums = np.add.reduceat(np.where(valid, x, 0.0), starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    last = np.maximum.reduceat(np.where(valid, np.arange(len(x)), -1), starts)
+    return np.where(last >= 0, x[np.maximum(last, 0)], np.nan)
+
+
+def _group(data: dict[str, np.ndarray], key: np.ndarray, nan_rows: dict
+           ) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
+    values = [r for r in _VALUE_ROLES if r in data]
     # A row whose loss was logged as NaN or inf: the epoch it belongs to went non-finite.
-    row_bad = np.zeros(len(data), dtype=bool)
+    row_bad = np.zeros(len(key), dtype=bool)
     for role in ("train_loss", "val_loss", "train_loss_step"):
         if role in data:
-            row_bad |= np.isinf(data[role].to_numpy())
+            row_bad |= np.isinf(data[role])
     for mask in nan_rows.values():
         row_bad |= mask
     steps = None
-    if len(pd.unique(key)) == len(key):
-        epochs = data[values].set_axis(key, axis=0)
+    if len(np.unique(key)) == len(key):
+        epochs = pd.DataFrame({r: data[r] for r in values}, index=key)
         epochs["nonfinite"] = row_bad
     else:
-        frame = data[values].copy()
-        frame["nonfinite"] = row_bad
-        frame["_k"] = key
-        agg = {r: "mean" for r in values}
-        agg.update({r: "last" for r in ("val_loss", "val_metric", "lr") if r in values})
-        if "grad_norm" in values:
-            agg["grad_norm"] = "median"
-        agg["nonfinite"] = "any"
-        epochs = frame.groupby("_k", sort=True).agg(agg)
+        # logs are written in time order; sort (a copy) only when they are not
+        order = slice(None) if np.all(np.diff(key) >= 0) else np.argsort(key, kind="stable")
+        k = key[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(k)) + 1])
+        # validation values and the lr are read at the end of an epoch; losses are averaged over it
+        how = {"val_loss": "last", "val_metric": "last", "lr": "last"}
+        columns = {r: _reduce(data[r][order], starts, how.get(r, "mean")) for r in values}
+        columns["nonfinite"] = np.logical_or.reduceat(row_bad[order], starts)
+        epochs = pd.DataFrame(columns, index=k[starts])
         step_loss = "train_loss_step" if "train_loss_step" in data else "train_loss"
-        step_cols = [c for c in ("step", step_loss, "lr", "grad_norm") if c in data]
-        per_step = data[step_cols].rename(columns={step_loss: "train_loss"})
-        if "train_loss" in per_step:
-            logged = per_step["train_loss"].notna().to_numpy() | nan_rows.get(step_loss, row_bad & False)
-            per_step = per_step[logged]
-        if len(per_step) > len(epochs):
-            steps = per_step.reset_index(drop=True)
+        if step_loss in data:
+            logged = ~np.isnan(data[step_loss]) | nan_rows.get(step_loss, False)
+            if logged.sum() > len(epochs):
+                steps = {name: data[src][logged] for name, src in
+                         (("step", "step"), ("train_loss", step_loss), ("lr", "lr"), ("grad_norm", "grad_norm"))
+                         if src in data}
     epochs.index.name = "epoch"
     # Rows that only carried an lr or a step (Lightning's LearningRateMonitor) make no epoch.
     measured = [c for c in values if c != "lr"]

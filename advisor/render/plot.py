@@ -35,8 +35,8 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
     epochs = run.epochs.index.to_numpy(dtype=float)
     facts = res.facts
     if run.steps is not None and "train_loss" in run.steps:
-        x = np.linspace(epochs[0] - 1 if len(epochs) else 0, epochs[-1] if len(epochs) else 1, len(run.steps))
-        y = run.steps["train_loss"].to_numpy(dtype=float)
+        x = np.linspace(epochs[0] - 1 if len(epochs) else 0, epochs[-1] if len(epochs) else 1, run.n_steps)
+        y = run.steps["train_loss"]
         ax.plot(x, y, color="tab:blue", alpha=0.25, lw=0.6, label="train loss (steps)")
         spikes = spike_mask(y, int(analysis.get("spike_window_steps", 50)), analysis.get("spike_z", 6.0),
                             analysis.get("spike_min_jump", 0.3))
