@@ -122,7 +122,7 @@ def _compare(results: list[RunDiagnosis]) -> tuple[list[ComparisonRow], str | No
     candidates = [(row, r) for row, r in zip(rows, results) if "diverged" not in row.labels]
     if all(row.best_val_metric is not None for row, _ in candidates) and len(directions) == 1 and candidates:
         sign = -1.0 if directions == {True} else 1.0
-        best = min(candidates, key=lambda c: sign * c[0].best_val_metric)
+        best = min(candidates, key=lambda c: (sign * c[0].best_val_metric, c[0].val_loss_best or 0.0))
     elif candidates and all(row.val_loss_best is not None for row, _ in candidates):
         best = min(candidates, key=lambda c: c[0].val_loss_best)
     else:
