@@ -1,0 +1,42 @@
+"""What every command shares: the one output console and safe writing of output files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from advisor.errors import InputError
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def write_output(path: Path, text: str | None, inputs: list[Path], writer=None) -> None:
+    """Write an output file without ever clobbering an input; atomically, via a temporary file."""
+    resolved = path.resolve()
+    if any(resolved == p.resolve() for p in inputs if p.exists()):
+        raise InputError(f"{path}: is one of the input logs; choose another output file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name")
+    if not path.parent.exists():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.advisor-tmp{path.suffix}")
+    try:
+        if writer is not None:
+            writer(tmp)
+        else:
+            tmp.write_text(text or "", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value.lower() not in choices:
+        raise InputError(f"{option}: unknown value '{value}' (choose from {', '.join(choices)})")
