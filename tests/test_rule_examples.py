@@ -8,42 +8,55 @@ from __future__ import annotations
 
 import pytest
 
-from advisor.advice.diagnosis import diagnose
 from advisor.engine import evaluate, load_knowledge
+from advisor.engine.loader import families
 
 from conftest import FIXTURES
 
-KB = load_knowledge("diagnose")
-CASES = [(rule.code, outcome, i, example)
-         for rule in KB.rules
+
+def _diagnose_fixture(path, context) -> set[str]:
+    from advisor.advice.diagnosis import diagnose
+
+    report, _ = diagnose([path], context)
+    return {f.code for f in report.diagnoses + report.notes}
+
+
+# How a fixture example of each family runs through its whole pipeline.
+FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture}
+
+KBS = {family: load_knowledge(family) for family in families()}
+CASES = [(family, rule.code, outcome, i, example)
+         for family, kb in KBS.items()
+         for rule in kb.rules
          for outcome in ("fires", "quiet")
          for i, example in enumerate(getattr(rule.examples, outcome))]
 
 
-def _fired(example) -> set[str]:
+def _fired(family: str, example) -> set[str]:
     if example.facts is not None:
-        findings, _ = evaluate(KB, dict(example.facts))
+        findings, _ = evaluate(KBS[family], dict(example.facts))
         return {f.code for f in findings}
-    report, _ = diagnose([FIXTURES / example.fixture], dict(example.context))
-    return {f.code for f in report.diagnoses + report.notes}
+    return FIXTURE_RUNNERS[family](FIXTURES / example.fixture, dict(example.context))
 
 
-@pytest.mark.parametrize("code, outcome, index, example", CASES,
-                         ids=[f"{c}-{o}-{i}" for c, o, i, _ in CASES])
-def test_rule_example(code: str, outcome: str, index: int, example) -> None:
-    fired = _fired(example)
+@pytest.mark.parametrize("family, code, outcome, index, example", CASES,
+                         ids=[f"{c}-{o}-{i}" for _, c, o, i, _ in CASES])
+def test_rule_example(family: str, code: str, outcome: str, index: int, example) -> None:
+    fired = _fired(family, example)
     if outcome == "fires":
         assert code in fired, f"{code} should fire on {example}; fired {sorted(fired)}"
     else:
         assert code not in fired, f"{code} should stay quiet on {example}; fired {sorted(fired)}"
 
 
-def test_every_rule_has_a_fixture_or_inline_example_both_ways() -> None:
-    for rule in KB.rules:
-        assert rule.examples.fires and rule.examples.quiet, rule.code
+def test_every_rule_has_an_example_both_ways() -> None:
+    for kb in KBS.values():
+        for rule in kb.rules:
+            assert rule.examples.fires and rule.examples.quiet, rule.code
 
 
 def test_fixture_examples_exist() -> None:
-    missing = [(r.code, e.fixture) for r in KB.rules for e in r.examples.fires + r.examples.quiet
+    missing = [(r.code, e.fixture) for kb in KBS.values() for r in kb.rules
+               for e in r.examples.fires + r.examples.quiet
                if e.fixture and not (FIXTURES / e.fixture).exists()]
     assert not missing

@@ -19,8 +19,16 @@ from advisor.errors import RuleError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+LABELLED_KINDS = ("diagnosis", "lint", "audit")
+
 # Functions a condition may call; everything else is refused at load time.
 FUNCTIONS = {"abs": abs, "min": min, "max": max}
+
+
+def families(root: Path | None = None) -> list[str]:
+    """The rule families: each folder of rules/ with a fact catalogue."""
+    base = root or rules_dir()
+    return sorted(p.parent.name for p in base.glob("*/facts.yaml"))
 
 
 def rules_dir() -> Path:
@@ -180,11 +188,9 @@ def _check_rule(rule: Rule, catalogue: Catalogue, labels: list[str],
         if fact not in catalogue.facts:
             raise RuleError(f"{where}: evidence names unknown fact '{fact}'"
                             f"{_suggest(fact, list(catalogue.facts))}")
-    if rule.kind == "diagnosis":
+    if rule.kind in LABELLED_KINDS or rule.label is not None:
         if rule.label not in labels:
-            raise RuleError(f"{where}: label {rule.label!r} is not one of {', '.join(labels)}")
-    elif rule.label is not None:
-        raise RuleError(f"{where}: only diagnosis rules carry a label")
+            raise RuleError(f"{where}: label {rule.label!r} is not one of {', '.join(labels) or '(none)'}")
     for param in rule.tune:
         if param not in importance:
             raise RuleError(f"{where}: tunes unknown parameter '{param}'"

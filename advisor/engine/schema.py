@@ -48,7 +48,9 @@ class Rule(BaseModel):
 
     code: str = Field(pattern=r"^[A-Z]{1,3}\d{3}$")
     name: str = Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-    kind: Literal["diagnosis", "context", "note"]
+    # diagnosis/lint/audit findings carry a label from their family's vocabulary; decision rules
+    # conclude what a plan does; context rules and notes stand beside the labelled findings.
+    kind: Literal["diagnosis", "lint", "audit", "decision", "context", "note"]
     label: str | None = None
     severity: Severity
     when: str = Field(min_length=1)

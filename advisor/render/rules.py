@@ -10,20 +10,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from advisor.engine import Rule, load_knowledge
+from advisor.engine.loader import families
 from advisor.errors import InputError
-
-FAMILIES = ("diagnose",)
 
 
 def find_rule(key: str) -> tuple[str, Rule]:
-    for family in FAMILIES:
+    for family in families():
         rule = load_knowledge(family).rule(key)
         if rule is not None:
             return family, rule
     import difflib
 
-    names = [r.name for f in FAMILIES for r in load_knowledge(f).rules] + \
-        [r.code for f in FAMILIES for r in load_knowledge(f).rules]
+    names = [r.name for f in families() for r in load_knowledge(f).rules] + \
+        [r.code for f in families() for r in load_knowledge(f).rules]
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else "; `advisor rules` lists them"
     raise InputError(f"no rule '{key}'{hint}")
@@ -42,7 +41,7 @@ def explain(family: str, rule: Rule, console: Console) -> None:
 
 
 def listing(console: Console, as_json: bool) -> None:
-    rows = [(family, r) for family in FAMILIES for r in load_knowledge(family).rules]
+    rows = [(family, r) for family in families() for r in load_knowledge(family).rules]
     rows.sort(key=lambda fr: fr[1].code)
     if as_json:
         sys.stdout.write(json.dumps([{"family": f, "code": r.code, "name": r.name, "kind": r.kind,
