@@ -127,7 +127,8 @@ def test_message_quotes_the_evidence() -> None:
     kb = load_knowledge("diagnose")
     facts = {"has_validation": True, "has_val_loss": True, "has_train_loss": True, "n_epochs": 60,
              "n_finite_epochs": 60, "val_rise": 0.42, "best_val_fraction": 0.2, "best_val_epoch": 12,
-             "val_loss_best": 0.31, "gap_end": 0.8, "gap_trend": 0.1, "nonfinite": False}
+             "val_loss_best": 0.31, "gap_end": 0.8, "gap_trend": 0.1, "nonfinite": False,
+             "train_total_improvement": 0.99, "train_rise": 0.0}
     findings, _ = evaluate(kb, facts)
     over = next(f for f in findings if f.code == "D301")
     assert "epoch 12" in over.message and "42%" in over.message

@@ -15,7 +15,30 @@ from advisor.engine.schema import Rule
 
 
 class _Unknown(Exception):
-    """A fact the condition needs is unknown for this run: the rule cannot fire."""
+    """A condition's truth hangs on an unknown fact: the rule does not fire."""
+
+
+class _UnknownValue:
+    """An unknown fact. Comparing it is false (so `x > 1 or y` still looks at y); arithmetic
+    on it stays unknown; and a condition whose truth rests on it directly does not fire."""
+
+    def _false(self, other: Any) -> bool:
+        return False
+
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _false
+
+    def _same(self, *other: Any) -> "_UnknownValue":
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _same
+    __truediv__ = __rtruediv__ = __neg__ = __abs__ = _same
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        raise _Unknown
+
+
+UNKNOWN = _UnknownValue()
 
 
 def _fmt_value(value: Any) -> Any:
@@ -48,15 +71,14 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], d
 
     def lookup(node: ast.Name) -> Any:
         value = facts[node.id]
-        if value is None:
-            raise _Unknown(node.id)
-        return value
+        return UNKNOWN if value is None else value
 
     evaluator = SimpleEval(functions=FUNCTIONS, names=lookup)
     findings: list[Finding] = []
     for rule in kb.rules:
         try:
-            fired = bool(evaluator.eval(rule.when))
+            result = evaluator.eval(rule.when)
+            fired = result is not UNKNOWN and bool(result)
         except (_Unknown, TypeError, ZeroDivisionError):
             fired = False
         if not fired:

@@ -39,8 +39,9 @@ def resolve_path(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
-        names = ("metrics.csv", "trainer_state.json", "results.csv", "metrics.json")
-        found = [p for n in names for p in path.glob(n)] + sorted(path.glob("*.log.json"))
+        names = ("metrics.csv", "trainer_state.json", "results.csv", "metrics.json", "*.log.json")
+        # the log itself, or one level down (a Lightning run folder holds version_N/metrics.csv)
+        found = sorted({p for n in names for pattern in (n, f"*/{n}") for p in path.glob(pattern)})
         if len(found) == 1:
             return found[0]
         raise InputError(f"{path}: is a directory; give the log file inside it "

@@ -8,7 +8,7 @@ import numpy as np
 
 from advisor.advice.diagnosis import RunDiagnosis
 from advisor.errors import InputError
-from advisor.facts.curves import spike_mask
+from advisor.facts.curves import spike_mask, spike_settings
 from advisor.ingest import RunLog
 
 
@@ -38,8 +38,8 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
         x = np.linspace(epochs[0] - 1 if len(epochs) else 0, epochs[-1] if len(epochs) else 1, run.n_steps)
         y = run.steps["train_loss"]
         ax.plot(x, y, color="tab:blue", alpha=0.25, lw=0.6, label="train loss (steps)")
-        spikes = spike_mask(y, int(analysis.get("spike_window_steps", 50)), analysis.get("spike_z", 6.0),
-                            analysis.get("spike_min_jump", 0.3))
+        initial = facts.get("loss_initial") or float(np.nanmedian(y[:10]))
+        spikes = spike_mask(y, **spike_settings(analysis, initial, per_step=True))
         if spikes.any():
             ax.scatter(x[spikes], y[spikes], color="red", s=12, zorder=3, label=f"spikes ({spikes.sum()})")
     for role, color in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
