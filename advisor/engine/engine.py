@@ -14,13 +14,11 @@ from advisor.engine.loader import FUNCTIONS, KnowledgeBase
 from advisor.engine.schema import Rule
 
 
-class _Unknown(Exception):
-    """A condition's truth hangs on an unknown fact: the rule does not fire."""
-
-
 class _UnknownValue:
-    """An unknown fact. Comparing it is false (so `x > 1 or y` still looks at y); arithmetic
-    on it stays unknown; and a condition whose truth rests on it directly does not fire."""
+    """An unknown fact, read closed-world: it is false, and so is every comparison with it
+    (so `x > 1 or y` still looks at y); arithmetic on it stays unknown. A rule that negates a
+    fact that can be unknown guards it with the fact that says whether it is known
+    (`lr_logged and not has_warmup`)."""
 
     def _false(self, other: Any) -> bool:
         return False
@@ -35,7 +33,7 @@ class _UnknownValue:
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
-        raise _Unknown
+        return False
 
 
 UNKNOWN = _UnknownValue()
@@ -79,7 +77,7 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], d
         try:
             result = evaluator.eval(rule.when)
             fired = result is not UNKNOWN and bool(result)
-        except (_Unknown, TypeError, ZeroDivisionError):
+        except (TypeError, ZeroDivisionError):
             fired = False
         if not fired:
             continue

@@ -165,15 +165,15 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         progress = l0 - float(s.min())
         if progress > 0.05 * abs(l0):  # the share of the progress made that was lost again by the end
             f["train_rise"] = _r(float((s[-1] - s.min()) / progress))
-        f["train_oscillation"] = _r(_reversals(c, a["loss_swing"] * abs(l0)))
+        f["train_oscillation"] = _r(_reversals(c, a["train_loss_swing"] * abs(l0)))
         head_drop, tail_drop = l0 - float(s[h]), float(s[t0] - s[-1])
         f["tail_to_head"] = _r(tail_drop / head_drop) if head_drop > 1e-12 else None
-        # plateau: from where on the loss had less than a tenth of its total drop still to come
-        total = l0 - float(s.min())
-        if total > 0:
-            remaining = (s - np.minimum.accumulate(s[::-1])[::-1]) / total
-            still = np.flatnonzero(remaining > a["plateau_remaining"])
-            f["plateau_onset_fraction"] = _r((int(still[-1]) + 1 if len(still) else 0) / (m - 1))
+        # plateau: from where on the loss never again improved by more than a few percent
+        # (on a curve smoothed over a quarter of the run: sampled epoch means wobble by a few %)
+        sp = _smooth(c, max(win, m // 4))
+        remaining = (sp - np.minimum.accumulate(sp[::-1])[::-1]) / np.maximum(np.abs(sp), 1e-12)
+        still = np.flatnonzero(remaining > a["plateau_remaining"])
+        f["plateau_onset_fraction"] = _r((int(still[-1]) + 1 if len(still) else 0) / (m - 1))
         f["train_noise"] = _r(_noise(c, win))
 
     # --- spikes against the local noise level ---------------------------------------------

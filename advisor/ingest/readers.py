@@ -76,8 +76,9 @@ def sniff(path: Path) -> tuple[str, bytes]:
         return "jsonl", head
     header = stripped.splitlines()[0]
     cols = [c.strip() for c in re.split(r"[,\t;]", header)]
+    padded = text.lstrip("\ufeff").startswith(" ")  # Ultralytics right-aligns its header
     if any(c.startswith("train/") for c in cols) and any(c.startswith(("metrics/", "val/")) for c in cols) \
-            and header.startswith(" "):
+            and padded:
         return "ultralytics", head
     if "epoch" in cols and "step" in cols and any(
             c.endswith(("_step", "_epoch")) or c.startswith("lr-") for c in cols):
