@@ -99,6 +99,13 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
             data[role] = np.where(np.isfinite(data[role]), data[role], np.nan)
             if np.isnan(data[role]).all():
                 del data[role]
+    if "step" in data and "epoch" not in data:
+        # evaluation records can be written after later training records (detectron2): time order
+        step = np.where(np.isnan(data["step"]), np.inf, data["step"])
+        if np.any(np.diff(step) < 0):
+            order = np.argsort(step, kind="stable")
+            data = {k: v[order] for k, v in data.items()}
+            nan_rows = {k: v[order] for k, v in nan_rows.items()}
     key = _epoch_key(data, nan_rows, raw.n_rows, step_bins, rows_per_epoch_max)
     epochs, steps = _group(data, key, nan_rows)
     return RunLog(path=path, format=raw.format, epochs=epochs, steps=steps, columns=roles,
@@ -117,7 +124,15 @@ def _epoch_key(data: dict[str, np.ndarray], nan_rows: dict, n: int, step_bins: i
     val = [data[c] for c in ("val_loss", "val_metric") if c in data]
     if val:
         evaluated = np.any([~np.isnan(v) for v in val], axis=0) | nan_rows.get("val_loss", False)
-        if 0 < evaluated.sum() < n / 2:  # evaluations between runs of training rows
+        if "step" in data:  # the same evaluation written twice is one evaluation
+            steps = data["step"]
+            repeat = np.zeros(n, dtype=bool)
+            idx = np.flatnonzero(evaluated)
+            repeat[idx[1:]] = steps[idx[1:]] == steps[idx[:-1]]
+            evaluated &= ~repeat
+        trained = ~np.isnan(data["train_loss"]) if "train_loss" in data else np.zeros(n, dtype=bool)
+        # evaluations on rows of their own, between training rows: each closes an epoch
+        if 0 < evaluated.sum() and (evaluated.sum() < n / 2 or (evaluated & trained).sum() < evaluated.sum() / 2):
             return np.concatenate([[0], np.cumsum(evaluated)[:-1]]).astype(float)
     if n <= rows_per_epoch_max:
         return np.arange(n, dtype=float)
