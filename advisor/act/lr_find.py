@@ -503,6 +503,53 @@ def _geo_median(values: Iterable[Optional[float]]) -> Optional[float]:
     return float(f"{10 ** float(np.median(logs)):.4g}") if logs else None
 
 
+class LRFindReport(BaseModel):
+    """The document `advisor lr-find --json` prints (keys in the module docstring)."""
+
+    schema_version: str = SCHEMA_VERSION
+    suggested_lr: Optional[float]
+    range: Optional[tuple[float, float]]
+    confidence: float
+    confidence_label: str
+    verdict: str
+    message: str
+    advice: str
+    notes: list[str] = []
+    estimators: dict[str, Optional[float]]
+    peers: dict[str, Optional[float]]
+    curve: dict[str, list[Optional[float]]]
+    repeats: dict[str, Any]
+    sweep: dict[str, Any]
+    optimizer: dict[str, Any]
+    batch_size: Optional[int]
+    task: str
+    device: str
+    mixed_precision: Optional[str]
+    seed: int
+    seconds: float
+
+
+def read_report(path) -> LRFindReport:
+    """Read an `advisor lr-find --json` file back (for `advisor plan --lr-from FILE`)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InputError(f"{file}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{file}: not an advisor lr-find result (expected schema_version {SCHEMA_VERSION})")
+    try:
+        return LRFindReport.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"{file}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+
+
 # --------------------------------------------------------------------------- the range test (torch)
 
 @dataclass
@@ -714,14 +761,40 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
             optimizer_name, model.parameters(), start, momentum, weight_decay)
         amp_dtype, scaler = _amp_for(torch, device, amp)
         non_blocking = device.type == "cuda"
-        # reading the loss forces a GPU sync: on CUDA, read it in blocks of steps
+        # reading the loss forces a GPU sync: on CUDA read it in blocks of steps, on CPU at once
         check_every = 8 if device.type == "cuda" else 1
         batches = cycle(train_loader)
         pending: list[tuple[float, Any]] = []
-        avg, best, beta = 0.0, math.inf, sw.beta
-        step = 0
-        done = False
-        while step < iters and not done:
+        state = {"avg": 0.0, "best": math.inf}
+        beta, stop_factor = sw.beta, sw.stop_factor
+        tensor_type = torch.Tensor
+
+        def move(obj):
+            if isinstance(obj, tensor_type):
+                return obj if obj.device == device else obj.to(device, non_blocking=non_blocking)
+            return _move(obj, device, non_blocking)
+
+        def record(lr_i: float, value: float) -> Optional[str]:
+            """Append one point; the reason to stop, if any."""
+            if not lrs and not math.isfinite(value):
+                raise InputError(f"task: the loss is {value} at the first step (lr {lr_i:.1e}), "
+                                 "before any real training: check the data and loss_fn")
+            lrs.append(lr_i)
+            raw.append(value)
+            state["avg"] = avg = beta * state["avg"] + (1 - beta) * value
+            smooth = avg / (1 - beta ** len(raw))
+            smoothed.append(smooth)
+            if callback is not None:
+                callback(len(raw), iters, lr_i, smooth)
+            if not math.isfinite(smooth):
+                return "non-finite"
+            if smooth > stop_factor * state["best"]:
+                return "diverged"
+            if smooth < state["best"]:
+                state["best"] = smooth
+            return None
+
+        for step in range(iters):
             lr = float(schedule[step])
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -729,31 +802,25 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
                 batch = next(batches)
             except InputError:
                 raise
-            except StopIteration:  # pragma: no cover - cycle() never stops
-                break
             except Exception as exc:
                 raise InputError(f"train_loader: fetching batch {step + 1} failed: "
                                  f"{type(exc).__name__}: {exc}") from None
             inputs, targets = split_batch(batch)
-            inputs = _move(inputs, device, non_blocking)
-            targets = _move(targets, device, non_blocking)
+            inputs, targets = move(inputs), move(targets)
             try:
-                with (_recording() if step == 0 else contextlib.nullcontext()) as caught:
-                    opt.zero_grad(set_to_none=True)
-                    if amp_dtype is not None:
-                        with torch.autocast(device_type=device.type, dtype=amp_dtype):
-                            loss = loss_fn(forward(model, inputs), targets)
-                    else:
-                        loss = loss_fn(forward(model, inputs), targets)
-                    if step == 0:
+                if step == 0:
+                    with _recording() as caught:
+                        loss = _loss(torch, model, loss_fn, inputs, targets, opt, amp_dtype, device)
                         _check_first_loss(loss, caught)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        opt.step()
+                else:
+                    loss = _loss(torch, model, loss_fn, inputs, targets, opt, amp_dtype, device)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
             except InputError:
                 raise
             except torch.cuda.OutOfMemoryError:
@@ -763,29 +830,21 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise InputError(f"task: {what} failed (check the loader's shapes and loss_fn): "
                                  f"{type(exc).__name__}: {msg}") from None
-            pending.append((lr, loss.detach()))
-            step += 1
-            if len(pending) >= check_every or step == iters or step == 1:
-                values = torch.stack([t.float() for _, t in pending]).cpu().tolist()
-                for (lr_i, _), value in zip(pending, values):
-                    if not lrs and not math.isfinite(value):
-                        raise InputError(f"task: the loss is {value} at the first step (lr {lr_i:.1e}), "
-                                         "before any real training: check the data and loss_fn")
-                    lrs.append(lr_i)
-                    raw.append(value)
-                    avg = beta * avg + (1 - beta) * value
-                    smooth = avg / (1 - beta ** len(raw))
-                    smoothed.append(smooth)
-                    if callback is not None:
-                        callback(len(raw), iters, lr_i, smooth)
-                    if not math.isfinite(smooth):
-                        stop_reason, done = "non-finite", True
-                        break
-                    if smooth > sw.stop_factor * best:
-                        stop_reason, done = "diverged", True
-                        break
-                    best = min(best, smooth)
-                pending.clear()
+            if check_every == 1:
+                reason = record(lr, loss.item())
+            else:
+                pending.append((lr, loss.detach()))
+                reason = None
+                if len(pending) >= check_every or step == 0 or step == iters - 1:
+                    values = torch.stack([t.float() for _, t in pending]).cpu().tolist()
+                    for (lr_i, _), value in zip(pending, values):
+                        reason = record(lr_i, value)
+                        if reason:
+                            break
+                    pending.clear()
+            if reason:
+                stop_reason = reason
+                break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     finally:
@@ -795,6 +854,14 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
                  diverged=stop_reason != "end", stop_reason=stop_reason, seconds=seconds,
                  device=str(device), mixed_precision={None: None, "torch.bfloat16": "bf16",
                                                       "torch.float16": "fp16"}[str(amp_dtype) if amp_dtype else None])
+
+
+def _loss(torch, model, loss_fn, inputs, targets, opt, amp_dtype, device):
+    opt.zero_grad(set_to_none=True)
+    if amp_dtype is not None:
+        with torch.autocast(device_type=device.type, dtype=amp_dtype):
+            return loss_fn(forward(model, inputs), targets)
+    return loss_fn(forward(model, inputs), targets)
 
 
 @contextlib.contextmanager

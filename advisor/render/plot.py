@@ -62,7 +62,7 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     if "val_metric" in run.epochs:
-        ax_metric.plot(epochs, run.epochs["val_metric"], color="tab:green", label=f"val {run.metric}")
+        ax_metric.plot(epochs, run.epochs["val_metric"], color="tab:green", label=f"validation {run.metric}")
     if "train_metric" in run.epochs:
         ax_metric.plot(epochs, run.epochs["train_metric"], color="tab:olive", label="train metric")
     ax_metric.set_xlabel("epoch")

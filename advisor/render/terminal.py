@@ -46,7 +46,8 @@ def render(report: DiagnoseReport, console: Console) -> None:
     if report.comparison:
         console.rule("[bold]comparison[/]")
         table = Table(show_edge=False)
-        for col in ("run", "diagnoses", "best epoch", "best val loss", "best val metric", "final loss"):
+        table.add_column("run", overflow="fold")
+        for col in ("diagnoses", "best epoch", "best val loss", "best val metric", "final loss"):
             table.add_column(col)
         for row in report.comparison:
             mark = " ★" if row.run == report.best_run else ""
