@@ -63,8 +63,10 @@ class _Template(string.Formatter):
 _TEMPLATE = _Template()
 
 
-def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], dict[str, Any]]:
-    """Run every rule once, in order; return the findings and the facts with conclusions added."""
+def evaluate(kb: KnowledgeBase, given: dict[str, Any], scope: str = "run",
+             param: str | None = None) -> tuple[list[Finding], dict[str, Any]]:
+    """Run every rule of the scope once, in order; return the findings and the facts with the
+    rules' conclusions added. For scope "param", `given` holds one parameter's facts too."""
     facts = kb.catalogue.initial_facts(given)
 
     def lookup(node: ast.Name) -> Any:
@@ -74,6 +76,8 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], d
     evaluator = SimpleEval(functions=FUNCTIONS, names=lookup)
     findings: list[Finding] = []
     for rule in kb.rules:
+        if rule.scope != scope:
+            continue
         try:
             result = evaluator.eval(rule.when)
             fired = result is not UNKNOWN and bool(result)
@@ -82,7 +86,9 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any]) -> tuple[list[Finding], d
         if not fired:
             continue
         facts.update(rule.concludes)
-        findings.append(_finding(kb, rule, facts))
+        finding = _finding(kb, rule, facts)
+        finding.param = param
+        findings.append(finding)
     return findings, facts
 
 

@@ -32,4 +32,5 @@ class Finding(BaseModel):
     tune: list[str]
     evidence: list[Evidence]
     source: str
+    param: str | None = None  # the parameter a per-parameter finding is about
     run: str | None = None

@@ -53,6 +53,9 @@ class Rule(BaseModel):
     kind: Literal["diagnosis", "lint", "audit", "decision", "context", "note"]
     label: str | None = None
     severity: Severity
+    # run: evaluated once on the whole run/space/study; param: once per parameter, with that
+    # parameter's facts added (its findings name the parameter)
+    scope: Literal["run", "param"] = "run"
     when: str = Field(min_length=1)
     concludes: dict[str, Any] = {}
     message: str = Field(min_length=1)

@@ -1,0 +1,757 @@
+"""The plan: budget, hardware and context in; strategy, space, budget split, pruner, stop rules out.
+
+Every decision comes from a rule in rules/plan/ (its code is in `reasons`); the numbers come
+from rules/tables/{budget,ranges,importance}.yaml. The facts are settled in two evaluations of
+the same rules: the first decides the budget band, which sets how many parameters to pick and
+what the final seeds cost; the second runs with the chosen parameters and the configurations
+the budget affords, and its findings are the plan's reasons.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from advisor.engine import Finding, evaluate, load_knowledge, rules_dir
+from advisor.engine.loader import read_yaml
+from advisor.errors import InputError
+from advisor.facts.context import ALIASES as CONTEXT_ALIASES
+from advisor.facts.hardware import Hardware
+
+SCHEMA = "advisor.plan/1"
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+MODEL_FAMILIES = ("cnn", "transformer", "mlp", "rnn")
+CATEGORICAL = ("optimizer", "lr_schedule")
+DIAG_FACTS = {"healthy": "diag_healthy", "underfitting": "diag_underfitting",
+              "overfitting": "diag_overfitting", "unstable": "diag_unstable",
+              "diverged": "diag_diverged", "slow_convergence": "diag_slow_convergence",
+              "plateau": "diag_plateau", "not_learning": "diag_not_learning"}
+# Diagnose notes (no label) that the plan reads, by rule name.
+DIAG_NOTES = {"noisy-validation": "diag_noisy_validation"}
+
+
+# --------------------------------------------------------------------------- the tables
+
+@lru_cache(maxsize=None)
+def tables() -> dict[str, Any]:
+    base = rules_dir() / "tables"
+    return {"budget": read_yaml(base / "budget.yaml"), "ranges": read_yaml(base / "ranges.yaml"),
+            "importance": read_yaml(base / "importance.yaml")["parameters"]}
+
+
+@lru_cache(maxsize=None)
+def param_aliases() -> dict[str, str]:
+    """Every accepted spelling of a parameter -> its canonical name."""
+    t = tables()
+    names: dict[str, str] = {}
+    for canon, spec in t["importance"].items():
+        names[canon] = canon
+        for alias in spec.get("aliases", []):
+            names[alias] = canon
+    for canon, aliases in t["ranges"].get("aliases", {}).items():
+        for alias in aliases:
+            names.setdefault(alias, canon)
+    for alias, canon in CONTEXT_ALIASES.items():
+        names.setdefault(alias, canon)
+    return names
+
+
+def canonical_param(name: str, option: str = "--params") -> str:
+    key = name.strip().lower()
+    names = param_aliases()
+    if key in names:
+        return names[key]
+    if key.replace("-", "_") in names:
+        return names[key.replace("-", "_")]
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    hint = f"; did you mean '{names[close[0]]}'?" if close else ""
+    raise InputError(f"{option}: unknown parameter '{name}'{hint} (known: {', '.join(tables()['importance'])})")
+
+
+def parse_params(items: list[str] | None) -> list[str] | None:
+    """['lr,bs', 'wd'] -> ['learning_rate', 'batch_size', 'weight_decay']; None when not given."""
+    if not items:
+        return None
+    names = [canonical_param(p) for item in items for p in item.split(",") if p.strip()]
+    if not names:
+        raise InputError("--params: no parameter named")
+    return list(dict.fromkeys(names))
+
+
+def parse_current(assignments: dict[str, str], optimizer: str | None = None) -> dict[str, Any]:
+    """--current key=value pairs -> canonical name -> number (or name, for optimizer and schedule)."""
+    current: dict[str, Any] = {}
+    for key, text in assignments.items():
+        name = canonical_param(key, "--current")
+        if name in CATEGORICAL:
+            current[name] = text.lower()
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"--current {key}={text}: '{text}' is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"--current {key}={text}: must be a finite number >= 0")
+        current[name] = int(value) if name in ("batch_size", "width", "depth") and value.is_integer() else value
+    if "optimizer" in current and current["optimizer"] not in OPTIMIZERS:
+        raise InputError(f"--current optimizer={current['optimizer']}: unknown optimizer "
+                         f"(choose from {', '.join(OPTIMIZERS)})")
+    if optimizer and current.get("optimizer", optimizer) != optimizer:
+        raise InputError(f"--current optimizer={current['optimizer']} contradicts --optimizer {optimizer}")
+    return current
+
+
+class Finder(BaseModel):
+    path: str
+    suggested_lr: float
+    low: float | None = None
+    high: float | None = None
+
+
+def read_finder(path: Path) -> Finder:
+    """An LR-finder result: {"suggested_lr": 3e-3, "range": [1e-4, 1e-2]} (range optional)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict) or "suggested_lr" not in data:
+        raise InputError(f"{path}: expected a JSON object with 'suggested_lr' (and optionally 'range': [low, high])")
+    lr = data["suggested_lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise InputError(f"{path}: 'suggested_lr' must be a positive number, got {lr!r}")
+    low = high = None
+    if data.get("range") is not None:
+        rng = data["range"]
+        if (not isinstance(rng, list) or len(rng) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in rng)
+                or rng[0] >= rng[1]):
+            raise InputError(f"{path}: 'range' must be [low, high] with 0 < low < high, got {rng!r}")
+        low, high = float(rng[0]), float(rng[1])
+    return Finder(path=str(path), suggested_lr=float(lr), low=low, high=high)
+
+
+class DiagnosisSummary(BaseModel):
+    run: str
+    labels: list[str]
+    notes: list[str]       # names of the diagnose notes that fired (noisy-validation ...)
+    codes: list[str]
+    verdict: str
+    lr: float | None = None  # the peak learning rate logged in the run
+
+
+def summarize_diagnosis(report: Any) -> DiagnosisSummary:
+    """The part of `advisor.advice.diagnosis.diagnose` that a plan uses."""
+    run = report.runs[0]
+    return DiagnosisSummary(
+        run=run.run, labels=[f.label for f in run.diagnoses if f.label],
+        notes=[f.name for f in run.notes], codes=[f.code for f in run.diagnoses + run.notes],
+        verdict=run.verdict, lr=run.facts.get("lr_max"))
+
+
+# --------------------------------------------------------------------------- the plan model
+
+class PlanInput(BaseModel):
+    budget_hours: float
+    trial_hours: float
+    epochs: int | None = None
+    hardware: Hardware
+    workers: int | None = None
+    params: list[str] | None = None
+    optimizer: str | None = None
+    model_family: str | None = None
+    finetune: bool = False
+    dataset_size: int | None = None
+    current: dict[str, Any] = {}
+    diagnosis: DiagnosisSummary | None = None
+    finder: Finder | None = None
+    metric: str = "val_metric"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    name: str = "advisor-plan"
+
+
+class PlanParam(BaseModel):
+    name: str
+    tier: int
+    share: float          # share of the tuning effort the importance hierarchy gives it
+    distribution: Literal["loguniform", "uniform", "int", "intlog", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None   # categorical choices, or the grid points of a grid search
+    zero: bool = False                 # exactly 0 is a separate choice besides the log range
+    by: str | None = None              # a range per value of this parameter ...
+    ranges: dict[str, list[float]] | None = None
+    grid: dict[str, list[float]] | None = None  # ... and its grid points per value
+    unit: str | None = None
+    because: list[str]                 # rule codes (or "--params", "tier N") that put it in
+    note: str | None = None
+
+
+class Phase(BaseModel):
+    name: Literal["manual", "grid", "explore", "refine", "final"]
+    configs: int
+    seeds: int
+    sampler: str
+    description: str
+    gpu_hours: float
+
+
+class SamplerPlan(BaseModel):
+    type: Literal["manual", "grid", "QMCSampler", "RandomSampler", "TPESampler"]
+    args: dict[str, Any] = {}
+
+
+class PrunerPlan(BaseModel):
+    type: Literal["none", "median", "hyperband", "patient"]
+    cost_share: float = 1.0            # what a configuration costs, as a share of a full trial
+    n_startup_trials: int | None = None
+    n_warmup_steps: int | None = None
+    interval_steps: int | None = None
+    min_resource: int | None = None
+    max_resource: int | None = None
+    reduction_factor: int | None = None
+    patience: int | None = None
+    epochs_assumed: bool = False
+
+
+class StopRule(BaseModel):
+    name: Literal["min_gain_per_trial", "stale_trials", "budget"]
+    value: float
+    text: str
+
+
+class Reason(BaseModel):
+    code: str
+    name: str
+    kind: str
+    severity: str
+    message: str
+    advice: str
+    tune: list[str]
+    source: str
+
+
+class Coupling(BaseModel):
+    params: list[str]
+    code: str
+    scaling: str | None = None  # linear | sqrt | by_optimizer, for learning rate with batch size
+    note: str
+
+
+class Deferred(BaseModel):
+    param: str
+    asked_by: list[str]
+    why: str
+
+
+class BudgetSummary(BaseModel):
+    budget_hours: float
+    workers: int
+    compute_hours: float       # GPU-hours
+    trial_hours: float
+    epochs: int | None
+    band: str
+    band_label: str
+    affordable_configs: float  # full trials after the final seeds, without pruning
+    final_gpu_hours: float
+
+
+class Plan(BaseModel):
+    schema_version: str = SCHEMA
+    tune: bool
+    strategy: Literal["manual", "grid", "random", "bayesian"]
+    n_configs: int
+    params: list[PlanParam]
+    phases: list[Phase]
+    pruner: PrunerPlan
+    seeds_final: int
+    top_k: int
+    stop_rules: list[StopRule]
+    expected_hours: float      # wall-clock, with the workers in parallel
+    gpu_hours: float
+    reasons: list[Reason]
+    baseline: dict[str, Any] | None
+    fixed: dict[str, Any]
+    coupled: list[Coupling]
+    sampler: SamplerPlan
+    storage: str | None
+    quasi_random: bool
+    lr_shift: str | None
+    grid: list[dict[str, Any]] | None  # every configuration of a grid or manual sweep, in order
+    deferred: list[Deferred]
+    budget: BudgetSummary
+    hardware: dict[str, Any]
+    from_run: DiagnosisSummary | None
+    metric: str
+    direction: str
+    name: str
+    notes: list[str]
+
+    def param(self, name: str) -> PlanParam | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def sig(x: float, digits: int = 3) -> float:
+    """Round to significant digits, so what the plan prints is what it runs (KNOWLEDGE 3)."""
+    return float(f"{x:.{digits}g}") if x else 0.0
+
+
+def _importance_order(name: str) -> tuple:
+    imp = tables()["importance"]
+    return (imp[name]["tier"], -imp[name]["share"], list(imp).index(name))
+
+
+def _applies(name: str, optimizer: str | None, optimizer_searched: bool) -> bool:
+    spec = tables()["ranges"]["parameters"][name]
+    if "optimizers" in spec:
+        return optimizer in spec["optimizers"] or optimizer_searched
+    return True
+
+
+def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
+        -> tuple[list[str], dict[str, list[str]], list[Deferred], bool]:
+    """Parameters: the user's, or the learning rate, then what rules ask for, then by tier."""
+    because: dict[str, list[str]] = {}
+    if inp.params is not None:
+        names = list(inp.params)
+        for name in names:
+            because[name] = ["--params"]
+        added = "learning_rate" not in names and bool({"batch_size", "warmup"} & set(names))
+        if added:
+            names.insert(0, "learning_rate")
+            because["learning_rate"] = ["P121"]
+        return sorted(names, key=_importance_order), because, [], added
+    ranges = tables()["ranges"]["parameters"]
+    cap = int(band["params"])
+    opt_searched = inp.optimizer is None and cap >= 4
+    names = ["learning_rate"]
+    because["learning_rate"] = ["tier 1: always first"]
+    asked: dict[str, list[str]] = {}
+    for finding in asked_by:
+        for p in finding.tune:
+            asked.setdefault(p, [])
+            if finding.code not in asked[p]:
+                asked[p].append(finding.code)
+    deferred: list[Deferred] = []
+    for p in sorted(asked, key=_importance_order):
+        if p == "learning_rate":
+            because[p] += asked[p]
+        elif not _applies(p, inp.optimizer, opt_searched):
+            continue
+        elif len(names) < cap:
+            names.append(p)
+            because[p] = asked[p]
+        else:
+            deferred.append(Deferred(param=p, asked_by=asked[p],
+                                     why=f"the {band['name']} budget affords {cap} parameter(s)"))
+    for p in sorted(tables()["importance"], key=_importance_order):
+        if len(names) >= cap:
+            break
+        if p in names or ranges[p].get("auto", True) is False:
+            continue
+        if p == "optimizer" and inp.optimizer is not None:
+            continue  # the user chose the optimizer
+        if not _applies(p, inp.optimizer, opt_searched):
+            continue
+        names.append(p)
+        because[p] = [f"tier {tables()['importance'][p]['tier']}"]
+    return sorted(names, key=_importance_order), because, deferred, False
+
+
+def _lr_range(optimizer: str | None, inp: PlanInput, shift: str | None, current_lr: float | None,
+              is_current: bool) -> tuple[float, float]:
+    spec = tables()["ranges"]["parameters"]["learning_rate"]
+    low, high = spec["by_optimizer"][optimizer or "unknown"]
+    factors = [spec["scale"][k] for k in (inp.model_family, "finetune" if inp.finetune else None)
+               if k in spec["scale"]]
+    factor = min(factors) if factors else 1.0
+    low, high = low * factor, high * factor
+    if shift == "finder" and is_current and inp.finder is not None:
+        centre, d = inp.finder.suggested_lr, spec["finder"]["decades_each_side"]
+        low, high = centre / 10 ** d, centre * 10 ** d
+        if inp.finder.low is not None:
+            low, high = max(low, inp.finder.low), min(high, inp.finder.high)
+        min_d = spec["finder"]["min_decades"]
+        if high <= low or math.log10(high / low) < min_d:
+            low, high = centre / 10 ** (min_d / 2), centre * 10 ** (min_d / 2)
+    elif shift in ("lower", "higher"):
+        rule = spec["shift"][shift]
+        if current_lr and is_current:
+            low, high = current_lr * rule["around_current"][0], current_lr * rule["around_current"][1]
+        else:
+            low, high = low * rule["factor"], high * rule["factor"]
+    return sig(low), sig(high)
+
+
+def _powers_of_two(low: float, high: float) -> list[int]:
+    return [2 ** k for k in range(0, 16) if low <= 2 ** k <= high]
+
+
+def _spec(name: str, inp: PlanInput, facts: dict[str, Any], searched: list[str],
+          because: list[str], current_lr: float | None) -> PlanParam:
+    t = tables()
+    r = t["ranges"]["parameters"][name]
+    imp = t["importance"][name]
+    p = PlanParam(name=name, tier=imp["tier"], share=imp["share"], distribution=r["distribution"],
+                  because=because, unit=r.get("unit"))
+    cur = inp.current.get(name)
+    opt = inp.optimizer
+    if name == "learning_rate":
+        shift = facts.get("lr_shift")
+        if "optimizer" in searched:
+            choices = _optimizer_choices(inp)
+            p.by = "optimizer"
+            p.ranges = {o: list(_lr_range(o, inp, shift, current_lr, o == opt)) for o in choices}
+            p.low = min(v[0] for v in p.ranges.values())
+            p.high = max(v[1] for v in p.ranges.values())
+            p.note = "a range per optimizer"
+        else:
+            p.low, p.high = _lr_range(opt, inp, shift, current_lr, True)
+            if opt is None:
+                p.note = "no --optimizer given: a range wide enough for SGD and Adam"
+    elif name == "weight_decay":
+        by_opt = r["by_optimizer"]
+        keys = _optimizer_choices(inp) if "optimizer" in searched else [opt]
+        lows = [by_opt.get(k, by_opt["default"])[0] for k in keys]
+        highs = [by_opt.get(k, by_opt["default"])[1] for k in keys]
+        p.low, p.high, p.zero = min(lows), max(highs), bool(r.get("zero"))
+        p.note = "log scale from a positive floor, with 0 (no decay) as a separate choice"
+    elif name == "batch_size":
+        choices = list(r["choices"])
+        if isinstance(cur, (int, float)) and cur >= 1:
+            lo, hi = r["around_current"]
+            choices = _powers_of_two(cur * lo, cur * hi)
+        mem = inp.hardware.gpu_memory_gb
+        if mem:
+            caps = sorted((float(k), v) for k, v in r["max_by_gpu_memory_gb"].items())
+            ceiling = next((v for k, v in caps if mem <= k), caps[-1][1])
+            kept = [c for c in choices if c <= ceiling]
+            choices = kept if len(kept) >= 2 else choices[:2]
+            p.note = f"powers of two up to {ceiling} for {mem:g} GB per GPU (a rough ceiling; out-of-memory trials are pruned)"
+        if isinstance(cur, (int, float)) and cur >= 1 and int(cur) not in choices:
+            choices = sorted(set(choices) | {int(cur)})
+        p.choices = choices
+    elif name in CATEGORICAL:
+        choices = _optimizer_choices(inp) if name == "optimizer" else list(r["choices"])
+        if isinstance(cur, str) and cur not in choices:
+            choices.append(cur)
+        p.choices = choices
+        if name == "lr_schedule":
+            p.note = "; ".join(f"{k}: {v}" for k, v in r["meaning"].items() if k in choices)
+    elif name == "warmup":
+        rng = r.get("by_family", {}).get(inp.model_family, r["range"])
+        p.low, p.high = rng
+        p.note = "linear warmup from 0 to the peak learning rate over this share of the steps"
+    elif name in ("width", "depth"):
+        lo, hi = r["range"]
+        if isinstance(cur, (int, float)) and cur >= 1:
+            f_lo, f_hi = r["around_current"]
+            lo, hi = max(1, round(cur * f_lo)), max(2, round(cur * f_hi))
+        p.low, p.high = float(lo), float(hi)
+        p.note = "architecture: scale the range to your model"
+    else:
+        p.low, p.high = r["range"]
+        if name == "momentum" and opt not in r.get("optimizers", []):
+            p.note = "used by SGD and RMSprop only"
+    p.log = p.distribution in ("loguniform", "intlog")
+    return p
+
+
+def _optimizer_choices(inp: PlanInput) -> list[str]:
+    choices = list(tables()["ranges"]["parameters"]["optimizer"]["choices"])
+    for o in (inp.optimizer, inp.current.get("optimizer")):
+        if o and o not in choices:
+            choices.append(o)
+    return choices
+
+
+def _grid_points(p: PlanParam, k: int, low: float, high: float) -> list[float]:
+    if p.distribution == "categorical":
+        return list(p.choices or [])
+    if p.distribution in ("int", "intlog"):
+        pts = (_geom(low, high, k) if p.distribution == "intlog" else _lin(low, high, k))
+        return sorted({int(round(v)) for v in pts})
+    n = k - 1 if p.zero and k > 2 else k
+    pts = [sig(v) for v in (_geom(low, high, n) if p.log else _lin(low, high, n))]
+    return ([0.0] if p.zero and k > 2 else []) + pts
+
+
+def _geom(low: float, high: float, n: int) -> list[float]:
+    if n <= 1:
+        return [math.sqrt(low * high)]
+    return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
+
+
+def _lin(low: float, high: float, n: int) -> list[float]:
+    if n <= 1:
+        return [(low + high) / 2]
+    return [low + (high - low) * i / (n - 1) for i in range(n)]
+
+
+def _grid(params: list[PlanParam], total: int) -> list[dict[str, Any]]:
+    """Every grid configuration; numeric parameters get as many points as the budget allows."""
+    g = tables()["budget"]["grid"]
+    numeric = [p for p in params if p.distribution != "categorical"]
+    cats = math.prod(len(p.choices or []) for p in params if p.distribution == "categorical") or 1
+    k = g["values_max"]
+    if numeric:
+        k = int(math.floor((max(total, 1) / cats) ** (1 / len(numeric)) + 1e-9))
+        k = max(g["values_min"], min(g["values_max"], k))
+    for p in numeric:
+        if p.by and p.ranges:
+            p.grid = {key: _grid_points(p, k, lo, hi) for key, (lo, hi) in p.ranges.items()}
+        else:
+            p.choices = _grid_points(p, k, p.low, p.high)
+    ordered = sorted(params, key=lambda p: p.by is not None)  # a parameter after the one it depends on
+    configs: list[dict[str, Any]] = [{}]
+    for p in ordered:
+        configs = [{**c, p.name: v} for c in configs
+                   for v in ((p.grid or {}).get(c.get(p.by), []) if p.by else (p.choices or []))]
+    return configs
+
+
+def _manual(p: PlanParam, n: int, centre: float | None) -> list[float]:
+    factor = tables()["budget"]["manual"]["factor"]
+    centre = centre or math.sqrt(p.low * p.high)
+    return sorted(sig(centre * factor ** (j - (n - 1) // 2)) for j in range(n))
+
+
+def _finding_reason(f: Finding) -> Reason:
+    return Reason(code=f.code, name=f.name, kind=f.kind, severity=f.severity, message=f.message,
+                  advice=f.advice, tune=f.tune, source=f.source)
+
+
+# --------------------------------------------------------------------------- building the plan
+
+def _base_facts(inp: PlanInput, workers: int, current_lr: float | None) -> dict[str, Any]:
+    diag = inp.diagnosis
+    labels = set(diag.labels) if diag else set()
+    notes = set(diag.notes) if diag else set()
+    facts: dict[str, Any] = {
+        "budget_hours": inp.budget_hours, "compute_hours": inp.budget_hours * workers,
+        "trial_hours": inp.trial_hours, "epochs": inp.epochs, "epochs_known": inp.epochs is not None,
+        "gpus": inp.hardware.gpus, "gpu_memory_gb": inp.hardware.gpu_memory_gb, "workers": workers,
+        "params_given": inp.params is not None, "optimizer": inp.optimizer,
+        "optimizer_given": inp.optimizer is not None, "model_family": inp.model_family,
+        "finetune": bool(inp.finetune), "dataset_size": inp.dataset_size,
+        "current_learning_rate": current_lr, "lr_from_finder": inp.finder is not None,
+        "finder_lr": inp.finder.suggested_lr if inp.finder else None,
+        "has_diagnosis": diag is not None,
+    }
+    facts.update({fact: label in labels for label, fact in DIAG_FACTS.items()})
+    facts.update({fact: name in notes for name, fact in DIAG_NOTES.items()})
+    return facts
+
+
+def build_plan(inp: PlanInput) -> Plan:
+    kb = load_knowledge("plan")
+    t = tables()
+    bt = t["budget"]
+    workers = max(1, inp.workers if inp.workers is not None else inp.hardware.gpus)
+    compute = inp.budget_hours * workers
+    notes = list(inp.hardware.notes)
+    current_lr = inp.current.get("learning_rate")
+    if current_lr is None and inp.diagnosis is not None and inp.diagnosis.lr:
+        current_lr = inp.diagnosis.lr
+        notes.append(f"current learning rate {current_lr:.3g}: the peak logged in {inp.diagnosis.run}")
+
+    # Pass 1: the budget band (and what the context and the diagnosis ask to tune).
+    facts = _base_facts(inp, workers, current_lr)
+    findings1, concluded1 = evaluate(kb, facts)
+    band_name = concluded1["budget_band"]
+    band = {**bt["bands"][band_name], "name": band_name}
+
+    names, because, deferred, lr_added = _choose(inp, band, [f for f in findings1 if f.tune])
+
+    # The final validation: top_k finalists x seeds, at most a share of the budget.
+    top_k, seeds = int(band["top_k"]), int(band["seeds_final"])
+    while top_k > 1 and top_k * seeds * inp.trial_hours > bt["final_share_max"] * compute:
+        top_k -= 1
+    if top_k and top_k * seeds * inp.trial_hours > bt["final_share_max"] * compute:
+        notes.append("the budget leaves no room for final seeds: validate the best configuration "
+                     "with more seeds when you can")
+        top_k = 0
+    if top_k == 0:
+        seeds = 1
+    final_cost = top_k * seeds * inp.trial_hours
+    affordable = (compute - final_cost) / inp.trial_hours
+
+    # Pass 2: every decision, with the parameters and what the budget affords.
+    facts.update({
+        "n_params": len(names), "band_params": int(band["params"]), "affordable_configs": affordable,
+        "optimizer_searched": "optimizer" in names, "batch_size_searched": "batch_size" in names,
+        "warmup_searched": "warmup" in names, "weight_decay_searched": "weight_decay" in names,
+        "lr_added_for_coupling": lr_added,
+    })
+    baseline_probe = {k: v for k, v in inp.current.items() if k in names}
+    if current_lr is not None and "learning_rate" in names:
+        baseline_probe["learning_rate"] = current_lr
+    facts["has_baseline"] = bool(baseline_probe)
+    findings, concluded = evaluate(kb, facts)
+    tune = bool(concluded["tune"])
+    strategy = concluded["strategy"] or "manual"
+    pruner_type = concluded.get("pruner") or "none"
+    reasons = [_finding_reason(f) for f in findings]
+
+    budget = BudgetSummary(budget_hours=inp.budget_hours, workers=workers, compute_hours=compute,
+                           trial_hours=inp.trial_hours, epochs=inp.epochs, band=band_name,
+                           band_label=band["label"], affordable_configs=round(affordable, 2),
+                           final_gpu_hours=round(final_cost, 3))
+    common = dict(reasons=reasons, budget=budget, hardware=inp.hardware.model_dump(),
+                  from_run=inp.diagnosis, metric=inp.metric, direction=inp.direction, name=inp.name,
+                  lr_shift=concluded.get("lr_shift"), quasi_random=bool(concluded.get("quasi_random")))
+    if not tune:
+        return Plan(tune=False, strategy="manual", n_configs=0, params=[], phases=[],
+                    pruner=PrunerPlan(type="none"), seeds_final=0, top_k=0,
+                    stop_rules=[], expected_hours=0.0, gpu_hours=0.0, baseline=None,
+                    fixed={}, coupled=[], sampler=SamplerPlan(type="manual"), storage=None,
+                    grid=None, deferred=[], notes=notes, **common)
+
+    if strategy == "manual" and len(names) > 1:
+        for extra in names[1:]:
+            deferred.append(Deferred(param=extra, asked_by=because.get(extra, []),
+                                     why="tuning by hand: the learning rate only"))
+        names = names[:1] if names[0] == "learning_rate" else ["learning_rate"]
+        because.setdefault("learning_rate", ["tier 1: always first"])
+    params = [_spec(n, inp, concluded, names, because.get(n, []), current_lr) for n in names]
+
+    # How many configurations, and the grid or manual values themselves.
+    cost_share = float(bt["pruning_cost_share"][pruner_type])
+    grid: list[dict[str, Any]] | None = None
+    if strategy == "manual":
+        lr = params[0]
+        n = max(1, min(int(bt["manual"]["values"]), int(band["configs"]), int(math.floor(affordable))))
+        lr.choices = _manual(lr, n, current_lr or (inp.finder.suggested_lr if inp.finder else None))
+        grid = [{"learning_rate": v} for v in lr.choices]
+        n_configs = len(grid)
+    elif strategy == "grid":
+        grid = _grid(params, min(int(band["configs"]), int(math.floor(affordable))))
+        n_configs = len(grid)
+    else:
+        n_configs = max(1, min(int(band["configs"]), int(math.floor(affordable / cost_share))))
+
+    pruner = _pruner(pruner_type, inp.epochs, cost_share)
+    sampler = _sampler(strategy, n_configs, workers, bool(concluded.get("quasi_random")))
+    phases = _phases(strategy, n_configs, top_k, seeds, inp.trial_hours, cost_share, sampler, grid, params)
+    gpu_hours = sum(ph.gpu_hours for ph in phases)
+    expected = max(gpu_hours / workers, inp.trial_hours) if gpu_hours else 0.0
+
+    baseline = {k: v for k, v in inp.current.items() if k in names}
+    if current_lr is not None and "learning_rate" in names:
+        baseline["learning_rate"] = current_lr
+    if "warmup" in baseline and baseline["warmup"] > 1:
+        notes.append(f"--current warmup={baseline['warmup']:g} looks like steps; the plan searches warmup "
+                     "as a share of the training steps, so the baseline leaves it out")
+        del baseline["warmup"]
+    fixed = {k: v for k, v in inp.current.items() if k not in names}
+    if inp.optimizer and "optimizer" not in names:
+        fixed["optimizer"] = inp.optimizer
+    if inp.epochs is not None:
+        fixed.setdefault("epochs", inp.epochs)
+
+    coupled = [Coupling(params=f.tune, code=f.code, note=f.message,
+                        scaling=concluded.get("lr_batch_scaling") if "batch_size" in f.tune else None)
+               for f in findings if f.kind == "note" and len(f.tune) >= 2]
+    return Plan(tune=True, strategy=strategy, n_configs=n_configs, params=params, phases=phases,
+                pruner=pruner, seeds_final=seeds if top_k else 1, top_k=top_k,
+                stop_rules=_stop_rules(strategy, inp.budget_hours), expected_hours=sig(expected),
+                gpu_hours=sig(gpu_hours), baseline=baseline or None, fixed=fixed, coupled=coupled,
+                sampler=sampler, storage=concluded.get("storage"), grid=grid, deferred=deferred,
+                notes=notes, **common)
+
+
+def _pruner(kind: str, epochs: int | None, cost_share: float) -> PrunerPlan:
+    p = tables()["budget"]["pruner"]
+    e = epochs or int(p["assumed_epochs"])
+    plan = PrunerPlan(type=kind, cost_share=cost_share, epochs_assumed=epochs is None and kind != "none")
+    if kind in ("median", "patient"):
+        plan.n_startup_trials = int(p["n_startup_trials"])
+        plan.n_warmup_steps = max(1, round(p["warmup_share"] * e))
+        plan.interval_steps = 1
+    if kind == "patient":
+        plan.patience = max(int(p["min_patience"]), round(p["patience_share"] * e))
+    if kind == "hyperband":
+        plan.min_resource = max(1, round(p["min_resource_share"] * e))
+        plan.max_resource = e
+        plan.reduction_factor = int(p["reduction_factor"])
+    return plan
+
+
+def _sampler(strategy: str, n: int, workers: int, quasi: bool) -> SamplerPlan:
+    s = tables()["budget"]["samplers"]
+    seed = int(s["seed"])
+    if strategy in ("manual", "grid"):
+        return SamplerPlan(type=strategy)
+    if strategy == "random":
+        if quasi:
+            return SamplerPlan(type="QMCSampler", args={"qmc_type": "sobol", "scramble": True, "seed": seed})
+        return SamplerPlan(type="RandomSampler", args={"seed": seed})
+    startup = max(int(s["tpe_startup_min"]), min(int(s["tpe_startup_max"]), round(s["tpe_startup_share"] * n)))
+    return SamplerPlan(type="TPESampler", args={
+        "n_startup_trials": min(startup, n), "multivariate": True, "group": True,
+        "constant_liar": workers > 1, "seed": seed})
+
+
+def _phases(strategy: str, n: int, top_k: int, seeds: int, trial_hours: float, share: float,
+            sampler: SamplerPlan, grid: list[dict[str, Any]] | None, params: list[PlanParam]) -> list[Phase]:
+    ph = tables()["budget"]["phases"]
+    phases: list[Phase] = []
+    if strategy == "manual":
+        values = ", ".join(f"{v:g}" for v in (params[0].choices or []))
+        phases.append(Phase(name="manual", configs=n, seeds=1, sampler="by hand",
+                            description=f"learning rates {values}, one run each, by hand",
+                            gpu_hours=sig(n * trial_hours)))
+    elif strategy == "grid":
+        phases.append(Phase(name="grid", configs=n, seeds=1, sampler="grid",
+                            description=f"every grid point once ({n} configurations)",
+                            gpu_hours=sig(n * trial_hours)))
+    else:
+        explore = max(1, round(n * ph["explore"])) if n > 1 else 1
+        refine = n - explore
+        label = {"QMCSampler": "quasi-random (scrambled Sobol)", "RandomSampler": "random",
+                 "TPESampler": f"TPE, multivariate, first {sampler.args.get('n_startup_trials')} random"}[sampler.type]
+        phases.append(Phase(name="explore", configs=explore, seeds=1, sampler=label,
+                            description="wide: the full ranges, one seed per configuration",
+                            gpu_hours=sig(explore * trial_hours * share)))
+        if refine:
+            phases.append(Phase(name="refine", configs=refine, seeds=1, sampler=label,
+                                description=f"narrowed around the best {ph['refine_top']} configurations "
+                                            f"(log ranges widened {ph['refine_widen']:g}x beyond them)",
+                                gpu_hours=sig(refine * trial_hours * share)))
+    if top_k:
+        phases.append(Phase(name="final", configs=top_k, seeds=seeds, sampler="the finalists",
+                            description=f"top {top_k} x {seeds} seeds, full length, no pruning; "
+                                        "report mean ± std",
+                            gpu_hours=sig(top_k * seeds * trial_hours)))
+    return phases
+
+
+def _stop_rules(strategy: str, budget_hours: float) -> list[StopRule]:
+    s = tables()["budget"]["stop"]
+    rules = [StopRule(name="budget", value=budget_hours,
+                      text=f"the budget is spent ({budget_hours:g} h of wall time)")]
+    if strategy in ("random", "bayesian"):
+        rules = [
+            StopRule(name="min_gain_per_trial", value=s["min_gain_per_trial"],
+                     text=f"the best value improves by less than {s['min_gain_per_trial']:.1%} per trial "
+                          f"over the last {s['stale_trials']} trials"),
+            StopRule(name="stale_trials", value=s["stale_trials"],
+                     text=f"the same configuration stays best for {s['stale_trials']} trials"),
+        ] + rules
+    return rules
+
+
+__all__ = ["Plan", "PlanInput", "build_plan", "parse_params", "parse_current", "read_finder",
+           "summarize_diagnosis", "canonical_param", "tables", "OPTIMIZERS", "MODEL_FAMILIES"]
