@@ -25,24 +25,25 @@ def _diagnose_fixture(path, context) -> set[str]:
 FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture}
 
 KBS = {family: load_knowledge(family) for family in families()}
-CASES = [(family, rule.code, outcome, i, example)
+CASES = [(family, rule, outcome, i, example)
          for family, kb in KBS.items()
          for rule in kb.rules
          for outcome in ("fires", "quiet")
          for i, example in enumerate(getattr(rule.examples, outcome))]
 
 
-def _fired(family: str, example) -> set[str]:
+def _fired(family: str, rule, example) -> set[str]:
     if example.facts is not None:
-        findings, _ = evaluate(KBS[family], dict(example.facts))
+        findings, _ = evaluate(KBS[family], dict(example.facts), scope=rule.scope)
         return {f.code for f in findings}
     return FIXTURE_RUNNERS[family](FIXTURES / example.fixture, dict(example.context))
 
 
-@pytest.mark.parametrize("family, code, outcome, index, example", CASES,
-                         ids=[f"{c}-{o}-{i}" for _, c, o, i, _ in CASES])
-def test_rule_example(family: str, code: str, outcome: str, index: int, example) -> None:
-    fired = _fired(family, example)
+@pytest.mark.parametrize("family, rule, outcome, index, example", CASES,
+                         ids=[f"{r.code}-{o}-{i}" for _, r, o, i, _ in CASES])
+def test_rule_example(family: str, rule, outcome: str, index: int, example) -> None:
+    code = rule.code
+    fired = _fired(family, rule, example)
     if outcome == "fires":
         assert code in fired, f"{code} should fire on {example}; fired {sorted(fired)}"
     else:
