@@ -11,9 +11,11 @@ from advisor.engine import Finding
 from advisor.render.common import SEVERITY_STYLE, fmt_value
 
 
-def _finding(console: Console, f: Finding) -> None:
+def print_finding(console: Console, f: Finding) -> None:
+    """One finding: severity, code and name, message, evidence, advice, source."""
     style = SEVERITY_STYLE[f.severity]
     label = f" [{f.label}]" if f.label else ""
+    label += f" ({f.param})" if f.param else ""
     tier = f" tier {f.tier}" if f.tier else ""
     console.print(f"[{style}]{f.severity.upper():7}[/] [bold]{f.code} {f.name}[/]{escape(label)}[dim]{tier}[/]")
     console.print(f"  {escape(f.message)}")
@@ -30,7 +32,7 @@ def _run(console: Console, r: RunDiagnosis) -> None:
     console.rule(f"[bold]{escape(r.run)}[/]")
     console.print(f"[dim]{r.format} log, {r.epochs} epochs{steps}; columns: {escape(cols)}[/]")
     for f in r.diagnoses + r.notes:
-        _finding(console, f)
+        print_finding(console, f)
     if r.tune_first:
         console.print("[bold]What to tune first[/] (importance hierarchy):")
         for i, item in enumerate(r.tune_first, 1):
