@@ -21,8 +21,15 @@ def _diagnose_fixture(path, context) -> set[str]:
     return {f.code for f in report.diagnoses + report.notes}
 
 
+def _check_fixture(path, context) -> set[str]:
+    from advisor.advice.check import check
+
+    report, _, _ = check(path, context)
+    return {f.code for f in report.findings}
+
+
 # How a fixture example of each family runs through its whole pipeline.
-FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture}
+FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture, "check": _check_fixture}
 
 KBS = {family: load_knowledge(family) for family in families()}
 CASES = [(family, rule, outcome, i, example)

@@ -7,7 +7,7 @@ import math
 import string
 from typing import Any
 
-from simpleeval import SimpleEval
+from simpleeval import EvalWithCompoundTypes
 
 from advisor.engine.findings import Evidence, Finding
 from advisor.engine.loader import FUNCTIONS, KnowledgeBase
@@ -73,7 +73,7 @@ def evaluate(kb: KnowledgeBase, given: dict[str, Any], scope: str = "run",
         value = facts[node.id]
         return UNKNOWN if value is None else value
 
-    evaluator = SimpleEval(functions=FUNCTIONS, names=lookup)
+    evaluator = EvalWithCompoundTypes(functions=FUNCTIONS, names=lookup)  # lists for `in`
     findings: list[Finding] = []
     for rule in kb.rules:
         if rule.scope != scope:

@@ -191,6 +191,11 @@ def _check_rule(rule: Rule, catalogue: Catalogue, labels: list[str],
     if rule.kind in LABELLED_KINDS or rule.label is not None:
         if rule.label not in labels:
             raise RuleError(f"{where}: label {rule.label!r} is not one of {', '.join(labels) or '(none)'}")
+    for target, changes in rule.fix.items():
+        for key, value in changes.items():
+            if isinstance(value, str) and value.startswith("=") and value[1:] not in catalogue.facts:
+                raise RuleError(f"{where}: fix sets {target}.{key} from unknown fact '{value[1:]}'"
+                                f"{_suggest(value[1:], list(catalogue.facts))}")
     for param in rule.tune:
         if param not in importance:
             raise RuleError(f"{where}: tunes unknown parameter '{param}'"

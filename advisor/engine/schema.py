@@ -61,6 +61,9 @@ class Rule(BaseModel):
     message: str = Field(min_length=1)
     advice: str = Field(min_length=1)
     tune: list[str] = []
+    # What `--fix` changes, for lint rules: keys to set on the parameter or on the space; a value
+    # "=fact" takes that fact's value.
+    fix: dict[Literal["param", "space"], dict[str, Any]] = {}
     evidence: list[str] = []  # extra facts to quote besides those in `when` and `message`
     explain: Explanation
     source: str = Field(min_length=1)

@@ -1,0 +1,183 @@
+"""Check: a search space through facts and lint rules, ranked findings, and the fixes they imply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from advisor.engine import Finding, evaluate, load_knowledge, severity_rank
+from advisor.facts.space import param_facts, space_facts
+from advisor.ingest.space import SpaceFile, load_space
+
+SCHEMA = "advisor.check/1"
+
+
+class SpaceSummary(BaseModel):
+    path: str
+    format: str
+    strategy: str
+    params: list[str]
+    trials: int | None
+    grid_size: int | None
+
+
+class CheckReport(BaseModel):
+    schema_version: str = SCHEMA
+    findings: list[Finding]
+    space: SpaceSummary
+
+    def worst_severity(self) -> int:
+        return max((severity_rank(f.severity) for f in self.findings), default=-1)
+
+
+class _Fix(BaseModel):
+    code: str
+    param: str | None
+    changes: dict[str, Any]
+
+
+def check(path: str | Path, context: dict[str, Any]) -> tuple[CheckReport, SpaceFile, list[_Fix]]:
+    kb = load_knowledge("check")
+    sf = load_space(path)
+    facts, optimizer = space_facts(sf, {k: v for k, v in context.items() if v is not None},
+                                   kb.catalogue.analysis)
+    findings, _ = evaluate(kb, facts)
+    fixes: list[_Fix] = []
+    for finding in findings:
+        rule = kb.rule(finding.code)
+        if rule and "space" in rule.fix:
+            fixes.append(_Fix(code=rule.code, param=None, changes=_resolve(rule.fix["space"], facts)))
+    for name in sf.space.params:
+        pfacts = {**facts, **param_facts(sf, name, optimizer)}
+        found, _ = evaluate(kb, pfacts, scope="param", param=name)
+        findings += found
+        for finding in found:
+            rule = kb.rule(finding.code)
+            if rule and "param" in rule.fix:
+                fixes.append(_Fix(code=rule.code, param=name, changes=_resolve(rule.fix["param"], pfacts)))
+    for finding in findings:
+        finding.run = sf.path
+    findings.sort(key=lambda f: (-severity_rank(f.severity), f.code, f.param or ""))
+    summary = SpaceSummary(path=sf.path, format=sf.format, strategy=sf.space.strategy,
+                           params=list(sf.space.params), trials=sf.space.trials, grid_size=facts["grid_size"])
+    return CheckReport(findings=findings, space=summary), sf, fixes
+
+
+def _resolve(changes: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in changes.items():
+        if isinstance(value, str) and value.startswith("="):
+            value = facts.get(value[1:])
+            if value is None:
+                continue
+        out[key] = value
+    return out
+
+
+# --- --fix: the same file with the findings' fixes applied, everything else kept ------------
+
+def fixed_document(sf: SpaceFile, fixes: list[_Fix]):
+    """The file re-read with comments and order kept (ruamel.yaml) and the fixes applied."""
+    try:
+        from ruamel.yaml import YAML
+    except ImportError:  # pragma: no cover - a dependency, but say so if it is missing
+        from advisor.errors import InputError
+        raise InputError("--fix needs ruamel.yaml: pip install ruamel.yaml") from None
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    with open(sf.path, encoding="utf-8") as fh:
+        doc = yaml.load(fh)
+    notes: list[str] = []
+    for fix in fixes:
+        if fix.param is None:
+            _fix_space(doc, sf.format, fix.changes, notes)
+        else:
+            entry = _param_entry(doc, sf.format, fix.param)
+            if entry is not None:
+                (_fix_wandb_param if sf.format == "wandb" else _fix_advisor_param)(entry, fix.changes, fix.param, notes)
+    return yaml, doc, notes
+
+
+def _param_entry(doc, fmt: str, name: str):
+    node = doc.get("params" if fmt == "advisor" else "parameters")
+    for part in name.split(".") if fmt == "wandb" else [name]:
+        if node is None:
+            return None
+        node = node.get(part)
+        if fmt == "wandb" and node is not None and "parameters" in node and part != name.split(".")[-1]:
+            node = node["parameters"]
+    return node
+
+
+def _numeric_choices(values) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _fix_advisor_param(entry, changes: dict[str, Any], name: str, notes: list[str]) -> None:
+    changes = dict(changes)
+    changes.pop("wandb_distribution", None)
+    if entry.get("choices") is not None and ({"log", "low", "high"} & set(changes)):
+        values = _numeric_choices(entry["choices"])
+        if changes.keys() == {"high"}:  # cap the choices
+            kept = [v for v in entry["choices"] if not isinstance(v, (int, float)) or v <= changes["high"]]
+            entry["choices"] = kept or [changes["high"]]
+            return
+        positive = [v for v in values if v > 0]
+        if positive:  # a list of values becomes the range they span, on the fixed scale
+            entry["type"] = "float"
+            entry["low"] = changes.get("low", min(positive))
+            entry["high"] = changes.get("high", max(positive))
+            entry["log"] = changes.get("log", True)
+            if 0 in values or changes.get("zero"):
+                entry["zero"] = True
+            del entry["choices"]
+            return
+    for key, value in changes.items():
+        entry[key] = value
+
+
+def _fix_wandb_param(entry, changes: dict[str, Any], name: str, notes: list[str]) -> None:
+    if "wandb_distribution" in changes:
+        entry["distribution"] = changes["wandb_distribution"]
+        return
+    if "values" in entry and ({"log", "low", "high"} & set(changes)):
+        values = _numeric_choices(entry["values"])
+        if changes.keys() == {"high"}:
+            entry["values"] = [v for v in entry["values"] if not isinstance(v, (int, float)) or v <= changes["high"]]
+            return
+        positive = [v for v in values if v > 0]
+        if positive:
+            low, high = changes.get("low", min(positive)), changes.get("high", max(positive))
+            del entry["values"]
+            entry["distribution"] = "log_uniform_values"
+            entry["min"], entry["max"] = low, high
+            if 0 in values or changes.get("zero"):
+                notes.append(f"{name}: W&B cannot add 0 beside a log range; run a separate sweep with it at 0")
+            return
+    if changes.get("log"):
+        entry["distribution"] = "log_uniform_values"
+    if "low" in changes:
+        entry["min"] = changes["low"]
+    if "high" in changes:
+        entry["max"] = changes["high"]
+    if changes.get("zero"):
+        notes.append(f"{name}: W&B cannot add 0 beside a log range; run a separate sweep with it at 0")
+
+
+def _fix_space(doc, fmt: str, changes: dict[str, Any], notes: list[str]) -> None:
+    if fmt == "advisor":
+        for key, value in changes.items():
+            doc[key] = value
+        return
+    methods = {"random": "random", "grid": "grid", "bayesian": "bayes"}
+    for key, value in changes.items():
+        if key == "strategy":
+            doc["method"] = methods.get(value, value)
+        elif key == "trials":
+            doc["run_cap"] = value
+        elif key == "pruner":
+            doc["early_terminate"] = {"type": "hyperband", "min_iter": 3}
+        elif key == "seeds":
+            notes.append("seeds: W&B runs one seed per run; drop the seed parameter or its repeats")
