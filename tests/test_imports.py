@@ -35,6 +35,11 @@ def test_diagnose_imports_no_heavy_module(tmp_path) -> None:
     assert _heavy_modules("diagnose", str(log), "--json", "--report", str(tmp_path / "r.md")) == []
 
 
+def test_check_imports_no_heavy_module(tmp_path) -> None:
+    space = ROOT / "fixtures" / "spaces" / "bad-grid-explosion.yaml"
+    assert _heavy_modules("check", str(space), "--budget", "50h", "--trial-time", "30m") == []
+
+
 def test_explain_and_rules_import_no_heavy_module() -> None:
     assert _heavy_modules("explain", "D301") == []
     assert _heavy_modules("rules") == []
