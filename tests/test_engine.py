@@ -134,3 +134,14 @@ def test_message_quotes_the_evidence() -> None:
     assert "epoch 12" in over.message and "42%" in over.message
     assert {e.fact: e.value for e in over.evidence}["val_rise"] == 0.42
     assert "epoch 12" in over.advice
+
+
+def test_codes_and_names_are_unique_across_families() -> None:
+    from advisor.engine.loader import families
+
+    seen: dict[str, str] = {}
+    for family in families():
+        for rule in load_knowledge(family).rules:
+            for key in (rule.code, rule.name):
+                assert key not in seen, f"{key} in {family} and {seen[key]}"
+                seen[key] = family

@@ -7,7 +7,6 @@ import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from advisor.engine import Rule, load_knowledge
 from advisor.engine.loader import families
@@ -49,10 +48,11 @@ def listing(console: Console, as_json: bool) -> None:
                                       "what": r.explain.what, "source": r.source} for f, r in rows],
                                     indent=2) + "\n")
         return
-    table = Table(show_edge=False)
-    for col in ("code", "name", "kind", "label", "severity"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("what it detects")
-    for _, r in rows:
-        table.add_row(r.code, r.name, r.kind, r.label or "", r.severity, escape(r.explain.what))
-    console.print(table)
+    family = None
+    for fam, r in sorted(rows, key=lambda fr: (fr[0], fr[1].code)):
+        if fam != family:
+            family = fam
+            console.print(f"\n[bold]{fam}[/]")
+        label = f" [{r.label}]" if r.label else ""
+        console.print(f"  [bold]{r.code}[/] {r.name}{escape(label)} [dim]{r.kind}, {r.severity}[/]")
+        console.print(f"       {escape(r.explain.what)}", soft_wrap=True)
