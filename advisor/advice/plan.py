@@ -603,7 +603,7 @@ def build_plan(inp: PlanInput) -> Plan:
     tune = bool(concluded["tune"])
     strategy = concluded["strategy"] or "manual"
     pruner_type = concluded.get("pruner") or "none"
-    reasons = [_finding_reason(f) for f in findings]
+    reasons = [_finding_reason(f) for f in sorted(findings, key=lambda f: f.code)]
 
     budget = BudgetSummary(budget_hours=inp.budget_hours, workers=workers, compute_hours=compute,
                            trial_hours=inp.trial_hours, epochs=inp.epochs, band=band_name,
@@ -651,6 +651,12 @@ def build_plan(inp: PlanInput) -> Plan:
     baseline = {k: v for k, v in inp.current.items() if k in names}
     if current_lr is not None and "learning_rate" in names:
         baseline["learning_rate"] = current_lr
+    if baseline and "optimizer" in names and "optimizer" not in baseline:
+        if inp.optimizer:
+            baseline["optimizer"] = inp.optimizer
+        elif "learning_rate" in baseline:
+            notes.append("the baseline learning rate cannot be placed in a per-optimizer range without "
+                         "--optimizer: the emitted searches leave it out of trial 0")
     if "warmup" in baseline and baseline["warmup"] > 1:
         notes.append(f"--current warmup={baseline['warmup']:g} looks like steps; the plan searches warmup "
                      "as a share of the training steps, so the baseline leaves it out")
@@ -666,8 +672,8 @@ def build_plan(inp: PlanInput) -> Plan:
                for f in findings if f.kind == "note" and len(f.tune) >= 2]
     return Plan(tune=True, strategy=strategy, n_configs=n_configs, params=params, phases=phases,
                 pruner=pruner, seeds_final=seeds if top_k else 1, top_k=top_k,
-                stop_rules=_stop_rules(strategy, inp.budget_hours), expected_hours=sig(expected),
-                gpu_hours=sig(gpu_hours), baseline=baseline or None, fixed=fixed, coupled=coupled,
+                stop_rules=_stop_rules(strategy, inp.budget_hours), expected_hours=round(expected, 3),
+                gpu_hours=round(gpu_hours, 3), baseline=baseline or None, fixed=fixed, coupled=coupled,
                 sampler=sampler, storage=concluded.get("storage"), grid=grid, deferred=deferred,
                 notes=notes, **common)
 
