@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.engine import Finding, KnowledgeBase, evaluate, load_knowledge, severity_rank
-from advisor.facts import run_facts
+from advisor.facts.curves import run_facts
 from advisor.ingest import RunLog, load_run
 
 SCHEMA = "advisor.diagnose/1"

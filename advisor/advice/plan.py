@@ -5,6 +5,35 @@ from rules/tables/{budget,ranges,importance}.yaml. The facts are settled in two 
 the same rules: the first decides the budget band, which sets how many parameters to pick and
 what the final seeds cost; the second runs with the chosen parameters and the configurations
 the budget affords, and its findings are the plan's reasons.
+
+`advisor plan --json` prints `Plan` (schema "advisor.plan/1"); its top level:
+
+    tune            bool: run a search at all (false: `reasons` say why and what to do instead)
+    strategy        "manual" | "grid" | "random" | "bayesian"
+    n_configs       search configurations (pruned ones included; the final seeds not)
+    params          [{name, tier, share, distribution (loguniform|uniform|int|intlog|categorical),
+                      low, high, log, choices (categorical, or grid points), zero (0 is a separate
+                      choice), by + ranges (a range per optimizer), grid, unit, because, note}]
+    phases          [{name (manual|grid|explore|refine|final), configs, seeds, sampler,
+                      description, gpu_hours}]
+    pruner          {type (none|median|hyperband|patient), cost_share, n_startup_trials,
+                     n_warmup_steps, interval_steps, min_resource, max_resource,
+                     reduction_factor, patience, epochs_assumed}
+    seeds_final, top_k   the final validation: top_k configurations x seeds_final seeds
+    stop_rules      [{name (min_gain_per_trial|stale_trials|budget), value, text}]
+    expected_hours  wall-clock hours with the workers in parallel; gpu_hours the compute
+    reasons         [{code, name, kind, severity, message, advice, tune, source}]: every fired rule
+    baseline        the current configuration, enqueued as trial 0 (or null)
+    fixed           values not searched (the optimizer, epochs, other --current values)
+    coupled         [{params, code, scaling (linear|sqrt|by_optimizer), note}]
+    sampler         {type, args}; storage "sqlite" | "journal"; quasi_random; lr_shift
+    grid            every configuration of a grid or manual sweep, in order (or null)
+    deferred        [{param, asked_by, why}]: asked for by a rule, left out for the budget
+    budget          {budget_hours, workers, compute_hours, trial_hours, epochs, band, band_label,
+                     affordable_configs, final_gpu_hours}
+    hardware        advisor.hardware/1 (cuda [{index, name, memory_gb}], mps, cpu_cores, ...)
+    from_run        the --from diagnosis {run, labels, notes, codes, verdict, lr} (or null)
+    metric, direction, name, notes
 """
 
 from __future__ import annotations
@@ -112,10 +141,13 @@ class Finder(BaseModel):
     suggested_lr: float
     low: float | None = None
     high: float | None = None
+    verdict: str | None = None    # `advisor lr-find`: ok, never-diverged, too-noisy ...
+    optimizer: str | None = None  # the optimizer the range test ran with
 
 
 def read_finder(path: Path) -> Finder:
-    """An LR-finder result: {"suggested_lr": 3e-3, "range": [1e-4, 1e-2]} (range optional)."""
+    """An LR-finder result: {"suggested_lr": 3e-3, "range": [1e-4, 1e-2]} (range optional), or
+    the whole `advisor lr-find --json` document (its verdict and optimizer are read too)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -127,6 +159,10 @@ def read_finder(path: Path) -> Finder:
     if not isinstance(data, dict) or "suggested_lr" not in data:
         raise InputError(f"{path}: expected a JSON object with 'suggested_lr' (and optionally 'range': [low, high])")
     lr = data["suggested_lr"]
+    verdict = data.get("verdict") if isinstance(data.get("verdict"), str) else None
+    if lr is None:
+        why = f" (verdict {verdict}: {data.get('message', '')})" if verdict else ""
+        raise InputError(f"{path}: the LR finder suggests no learning rate{why}; fix the range test or drop --lr-from")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise InputError(f"{path}: 'suggested_lr' must be a positive number, got {lr!r}")
     low = high = None
@@ -137,7 +173,10 @@ def read_finder(path: Path) -> Finder:
                 or rng[0] >= rng[1]):
             raise InputError(f"{path}: 'range' must be [low, high] with 0 < low < high, got {rng!r}")
         low, high = float(rng[0]), float(rng[1])
-    return Finder(path=str(path), suggested_lr=float(lr), low=low, high=high)
+    opt = data.get("optimizer")
+    opt = opt.get("name") if isinstance(opt, dict) else opt
+    opt = opt.lower() if isinstance(opt, str) and opt.lower() in OPTIMIZERS else None
+    return Finder(path=str(path), suggested_lr=float(lr), low=low, high=high, verdict=verdict, optimizer=opt)
 
 
 class DiagnosisSummary(BaseModel):
@@ -328,7 +367,7 @@ def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
         names = list(inp.params)
         for name in names:
             because[name] = ["--params"]
-        added = "learning_rate" not in names and bool({"batch_size", "warmup"} & set(names))
+        added = "learning_rate" not in names and bool({"batch_size", "warmup", "optimizer"} & set(names))
         if added:
             names.insert(0, "learning_rate")
             because["learning_rate"] = ["P121"]
@@ -389,7 +428,9 @@ def _lr_range(optimizer: str | None, inp: PlanInput, shift: str | None, current_
     elif shift in ("lower", "higher"):
         rule = spec["shift"][shift]
         if current_lr and is_current:
-            low, high = current_lr * rule["around_current"][0], current_lr * rule["around_current"][1]
+            # around the run's learning rate, and never less far moved than the defaults themselves
+            a, b = current_lr * rule["around_current"][0], current_lr * rule["around_current"][1]
+            low, high = (min(a, low), min(b, high)) if shift == "lower" else (max(a, low), max(b, high))
         else:
             low, high = low * rule["factor"], high * rule["factor"]
     return sig(low), sig(high)
@@ -562,10 +603,22 @@ def build_plan(inp: PlanInput) -> Plan:
     workers = max(1, inp.workers if inp.workers is not None else inp.hardware.gpus)
     compute = inp.budget_hours * workers
     notes = list(inp.hardware.notes)
+    if inp.hardware.gpus == 0 and inp.workers is None:
+        notes.append(f"no CUDA GPU (training device: {inp.hardware.device}): the plan assumes one worker; "
+                     "give --gpus or --workers if trials can run in parallel")
     current_lr = inp.current.get("learning_rate")
     if current_lr is None and inp.diagnosis is not None and inp.diagnosis.lr:
         current_lr = inp.diagnosis.lr
         notes.append(f"current learning rate {current_lr:.3g}: the peak logged in {inp.diagnosis.run}")
+
+    if inp.finder is not None:
+        f = inp.finder
+        if f.verdict and f.verdict != "ok":
+            notes.append(f"the LR finder's verdict is '{f.verdict}': its suggestion {f.suggested_lr:.3g} is a "
+                         "rough centre for the range, not a measurement to trust")
+        if f.optimizer and inp.optimizer and f.optimizer != inp.optimizer:
+            notes.append(f"the LR finder ran with {f.optimizer}, the plan is for {inp.optimizer}: its range "
+                         "may not carry over")
 
     # Pass 1: the budget band (and what the context and the diagnosis ask to tune).
     facts = _base_facts(inp, workers, current_lr)

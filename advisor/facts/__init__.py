@@ -1,6 +1,3 @@
-"""Facts: named, typed measurements of a run and of its context, the engine's only input."""
-
-from advisor.facts.context import context_facts
-from advisor.facts.curves import run_facts
-
-__all__ = ["context_facts", "run_facts"]
+"""Facts: named, typed measurements of a run, a space, a study and their context; the engine's
+only input. Submodules are imported where needed (curves pulls in pandas, which plan does not).
+"""

@@ -80,6 +80,13 @@ def detect(gpus: int | None = None, gpu_memory_gb: float | None = None) -> Hardw
     found = _detect_torch()
     if found is None:
         found = _detect_nvidia_smi()
+    elif not found.cuda:
+        smi = _detect_nvidia_smi()
+        if smi is not None and smi.cuda:  # a CPU build of torch on a machine with GPUs
+            found = smi.model_copy(update={
+                "mps": found.mps, "torch_version": found.torch_version,
+                "notes": [f"torch {found.torch_version} sees no CUDA device but nvidia-smi lists "
+                          f"{len(smi.cuda)}: install the CUDA build of torch to train on them"]})
     if found is None:
         return Hardware(cpu_cores=cpu_cores(), source="none",
                         notes=["no GPU found (torch is not installed and nvidia-smi is not available); "

@@ -1,0 +1,158 @@
+"""`advisor plan` and `advisor hardware`: a search plan for the user's budget and machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from advisor.commands.common import check_choice, console, write_output
+from advisor.errors import InputError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+MODEL_FAMILIES = ("cnn", "transformer", "mlp", "rnn")
+EMIT_TARGETS = ("optuna", "wandb", "ray", "yaml")
+DIRECTIONS = ("maximize", "minimize")
+
+EPILOG = """Examples:
+
+  advisor plan --budget 50h --trial-time 30m
+
+  advisor plan --budget 2d --epoch-time 90s --epochs 40 --params lr,batch_size,weight_decay --optimizer adamw
+
+  advisor plan --budget 200h --trial-time 1h --model-family transformer --finetune --from run.csv --emit wandb --out sweep.yaml
+
+  advisor plan --budget 300h --trial-time 1h --gpus 4 --current lr=1e-3,bs=64 --emit optuna --out search.py
+
+  advisor plan --budget 10h --epoch-time 3m --epochs 20 --lr-from lrfind.json --json
+"""
+
+HARDWARE_EPILOG = """Examples:
+
+  advisor hardware
+
+  advisor hardware --json
+"""
+
+
+def plan(
+    budget: str = typer.Option(..., "--budget", help="Wall-clock tuning budget: 90m, 50h, 2d."),
+    trial_time: Optional[str] = typer.Option(None, "--trial-time", help="Time of one full trial: 30m, 2h."),
+    epoch_time: Optional[str] = typer.Option(None, "--epoch-time", help="Time of one epoch (with --epochs): 90s, 3m."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per trial."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs to use (default: detected)."),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help="Memory per GPU, e.g. 24GB (default: detected)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Trials in parallel (default: one per GPU)."),
+    params: Optional[List[str]] = typer.Option(None, "--params", help="Parameters to search, e.g. lr,bs,wd "
+                                               "(default: chosen by importance for the budget)."),
+    optimizer: Optional[str] = typer.Option(None, help="Optimizer: sgd, adam, adamw, rmsprop."),
+    model_family: Optional[str] = typer.Option(None, help="Model family: cnn, transformer, mlp, rnn."),
+    finetune: bool = typer.Option(False, "--finetune/--from-scratch", help="Fine-tuning a pre-trained model?"),
+    dataset_size: Optional[int] = typer.Option(None, help="Number of training examples."),
+    current: Optional[List[str]] = typer.Option(None, help="Current config, the baseline trial: lr=1e-3,bs=64,wd=0."),
+    from_: Optional[Path] = typer.Option(None, "--from", help="A training log: its diagnosis shapes the plan."),
+    lr_from: Optional[Path] = typer.Option(None, "--lr-from", help="LR-finder result (JSON: suggested_lr, range)."),
+    metric: str = typer.Option("val_metric", "--metric", help="Name of the metric the search optimizes."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="maximize or minimize (default: "
+                                            "minimize for a metric named *loss*, else maximize)."),
+    emit: Optional[str] = typer.Option(None, "--emit", help="Write the plan as: optuna, wandb, ray, yaml."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File for --emit."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    json_: bool = typer.Option(False, "--json", help="Print the plan as JSON on stdout (nothing else)."),
+) -> None:
+    """Plan a hyperparameter search: strategy, parameters and ranges, budget split, pruner, stop rules."""
+    from advisor.advice.plan import PlanInput, build_plan, parse_current, parse_params, read_finder
+    from advisor.facts.hardware import detect, parse_memory
+    from advisor.units import parse_assignments, parse_hours
+
+    budget_hours = parse_hours(budget, "--budget")
+    if trial_time is not None and epoch_time is not None:
+        raise InputError("give either --trial-time, or --epoch-time with --epochs, not both")
+    if epochs is not None and epochs <= 0:
+        raise InputError(f"--epochs: must be positive, got {epochs}")
+    if trial_time is not None:
+        trial_hours = parse_hours(trial_time, "--trial-time")
+    elif epoch_time is not None:
+        if epochs is None:
+            raise InputError("--epoch-time needs --epochs (the trial costs epoch time x epochs)")
+        trial_hours = parse_hours(epoch_time, "--epoch-time") * epochs
+    else:
+        raise InputError("say what one trial costs: --trial-time 30m, or --epoch-time 90s --epochs 40")
+    check_choice("--optimizer", optimizer, OPTIMIZERS)
+    check_choice("--model-family", model_family, MODEL_FAMILIES)
+    check_choice("--emit", emit, EMIT_TARGETS)
+    check_choice("--direction", direction, DIRECTIONS)
+    for name, value in (("--dataset-size", dataset_size), ("--workers", workers)):
+        if value is not None and value <= 0:
+            raise InputError(f"{name}: must be positive, got {value}")
+    if emit and out is None:
+        raise InputError(f"--emit {emit} needs --out FILE")
+    if out is not None and not emit:
+        raise InputError("--out needs --emit optuna|wandb|ray|yaml")
+    if out is not None and out.exists() and not force:
+        raise InputError(f"{out}: already exists; use --force to overwrite it")
+    optimizer = optimizer.lower() if optimizer else None
+    names = parse_params(params)
+    cur = parse_current(parse_assignments(current, "--current"), optimizer)
+    finder = read_finder(lr_from) if lr_from is not None else None
+    hw = detect(gpus, parse_memory(gpu_memory))
+    optimizer = optimizer or cur.get("optimizer") or (finder.optimizer if finder else None)
+
+    diagnosis = None
+    if from_ is not None:
+        from advisor.advice.diagnosis import diagnose
+        from advisor.advice.plan import summarize_diagnosis
+        from advisor.facts.context import context_facts
+
+        ctx = context_facts(optimizer=optimizer, model_family=model_family, finetune=finetune,
+                            dataset_size=dataset_size, budget_hours=budget_hours,
+                            current={k: str(v) for k, v in cur.items() if not isinstance(v, str)
+                                     and k in ("learning_rate", "weight_decay", "batch_size", "warmup",
+                                               "dropout", "momentum")})
+        report, _ = diagnose([from_], ctx)
+        diagnosis = summarize_diagnosis(report)
+
+    direction = (direction or ("minimize" if "loss" in metric.lower() else "maximize")).lower()
+    result = build_plan(PlanInput(
+        budget_hours=budget_hours, trial_hours=trial_hours, epochs=epochs, hardware=hw,
+        workers=workers, params=names, optimizer=optimizer,
+        model_family=model_family.lower() if model_family else None, finetune=finetune,
+        dataset_size=dataset_size, current=cur, diagnosis=diagnosis, finder=finder,
+        metric=metric, direction=direction,
+    ))
+
+    if emit:
+        from advisor.emit import emit as emit_plan
+
+        text = emit_plan(result, emit, out.name)
+        write_output(out, text, [p for p in (from_, lr_from) if p is not None])
+    if json_:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        from advisor.render.plan import render
+
+        render(result, console())
+    if emit:
+        console(stderr=json_).print(f"[green]Wrote[/] {out} ({emit}).")
+
+
+def hardware(
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="Override the number of GPUs."),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help="Override the memory per GPU, e.g. 24GB."),
+    json_: bool = typer.Option(False, "--json", help="Print the hardware as JSON on stdout (nothing else)."),
+) -> None:
+    """Show what this machine offers for training: CUDA GPUs and memory, Apple MPS, CPU cores."""
+    from advisor.facts.hardware import detect, parse_memory
+
+    hw = detect(gpus, parse_memory(gpu_memory))
+    if json_:
+        data = hw.model_dump()
+        data["device"] = hw.device
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    from advisor.render.plan import render_hardware
+
+    render_hardware(hw, console())

@@ -1,0 +1,67 @@
+"""advisor's own search-space YAML (`advisor.space.Space`): what `check` and `search` read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from advisor.advice.plan import Plan
+from advisor.emit import reason_codes, summary
+from advisor.space import Param, Pruner, Space
+
+
+def to_space(plan: Plan) -> Space:
+    params: dict[str, Param] = {}
+    gridded = plan.strategy in ("grid", "manual")
+    for p in plan.params:
+        if p.distribution == "categorical":
+            params[p.name] = Param(type="categorical", choices=list(p.choices or []))
+            continue
+        kind = "int" if p.distribution in ("int", "intlog") else "float"
+        fields: dict[str, Any] = {"type": kind, "log": p.log}
+        if p.by and p.ranges:
+            fields.update(by=p.by, ranges={k: list(v) for k, v in p.ranges.items()})
+            if gridded and p.grid:
+                fields["grid"] = {k: list(v) for k, v in p.grid.items()}
+        else:
+            fields.update(low=p.low, high=p.high)
+            if gridded and p.choices:
+                fields["choices"] = list(p.choices)
+        if p.zero:
+            fields["zero"] = True
+        params[p.name] = Param(**fields)
+    pr = plan.pruner
+    pruner = Pruner(type=pr.type, n_startup_trials=pr.n_startup_trials, n_warmup_steps=pr.n_warmup_steps,
+                    patience=pr.patience,
+                    **({"min_resource": pr.min_resource, "max_resource": pr.max_resource,
+                        "reduction_factor": pr.reduction_factor} if pr.type == "hyperband" else {}))
+    phases = {ph.name: ph.configs for ph in plan.phases if ph.name in ("explore", "refine", "grid", "manual")}
+    extra: dict[str, Any] = {
+        "sampler": {"type": plan.sampler.type, **plan.sampler.args},
+        "phases": phases,
+        "stop": {r.name: r.value for r in plan.stop_rules},
+    }
+    return Space(name=plan.name, direction=plan.direction, metric=plan.metric, strategy=plan.strategy,
+                 trials=max(1, plan.n_configs), epochs=plan.budget.epochs, seeds_final=plan.seeds_final,
+                 top_k=plan.top_k, pruner=pruner, baseline=plan.baseline, fixed=dict(plan.fixed),
+                 params=params, **extra)
+
+
+def render(plan: Plan, filename: str = "space.yaml") -> str:
+    space = to_space(plan)
+    data = _plain(space.to_yaml_dict())
+    header = (f"# advisor search space, planned by `advisor plan`.\n"
+              f"# {summary(plan)}\n"
+              f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).\n"
+              "# zero: true adds exactly 0 as a choice besides the log range (a log range cannot reach 0).\n")
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _plain(value: Any) -> Any:
+    """Drop empty pruner fields and make every value a plain YAML scalar."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,91 @@
+"""A W&B sweep configuration for a plan, valid for `wandb sweep sweep.yaml`.
+
+Log ranges use `log_uniform_values` (min and max are the values themselves); `log_uniform` would
+read them as exponents of e, a common mistake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from advisor.advice.plan import Plan, PlanParam
+from advisor.emit import reason_codes, summary
+
+METHODS = {"manual": "grid", "grid": "grid", "random": "random", "bayesian": "bayes"}
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() and abs(value) >= 1 else float(value)
+
+
+def _param(p: PlanParam, gridded: bool) -> dict[str, Any]:
+    if p.distribution == "categorical":
+        return {"values": list(p.choices or [])}
+    if gridded:
+        if p.by and p.grid:
+            return {"values": sorted({v for vals in p.grid.values() for v in vals})}
+        return {"values": list(p.choices or [])}
+    low, high = (p.low, p.high)
+    if p.distribution == "loguniform":
+        return {"distribution": "log_uniform_values", "min": float(low / 10 if p.zero else low), "max": float(high)}
+    if p.distribution == "uniform":
+        return {"distribution": "uniform", "min": float(low), "max": float(high)}
+    if p.distribution == "intlog":
+        return {"distribution": "q_log_uniform_values", "min": _number(low), "max": _number(high), "q": 1}
+    return {"distribution": "int_uniform", "min": int(low), "max": int(high)}
+
+
+def sweep_config(plan: Plan) -> dict[str, Any]:
+    gridded = plan.strategy in ("grid", "manual")
+    parameters: dict[str, Any] = {p.name: _param(p, gridded) for p in plan.params}
+    for name, value in plan.fixed.items():
+        parameters.setdefault(name, {"value": value})
+    config: dict[str, Any] = {
+        "program": "train.py",
+        "name": plan.name,
+        "method": METHODS[plan.strategy],
+        "metric": {"name": plan.metric, "goal": plan.direction},
+        "parameters": parameters,
+    }
+    if not gridded:
+        config["run_cap"] = max(1, plan.n_configs)
+    pr = plan.pruner
+    if pr.type != "none":
+        config["early_terminate"] = {"type": "hyperband",
+                                     "min_iter": int(pr.min_resource or pr.n_warmup_steps or 1),
+                                     "eta": int(pr.reduction_factor or 3)}
+    return config
+
+
+def render(plan: Plan, filename: str = "sweep.yaml") -> str:
+    lines = [
+        "# W&B sweep planned by `advisor plan`.",
+        f"# {summary(plan)}",
+        f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).",
+        f"# Run: wandb sweep {filename}, then `wandb agent <sweep-id>` once per GPU.",
+        "# program: replace train.py with your training script; it reads wandb.config and logs",
+        f"#   {plan.metric} every epoch (the early termination reads it).",
+    ]
+    for p in plan.params:
+        if p.zero:
+            lines.append(f"# {p.name}: values below {p.low:g} mean exactly 0 (no {p.name.replace('_', ' ')}), a "
+                         "separate choice that a log range cannot reach; in train.py:")
+            lines.append(f"#   {p.name} = 0.0 if config.{p.name} < {p.low:g} else config.{p.name}")
+        if p.by and p.ranges:
+            rng = ", ".join(f"{k}: {lo:g}-{hi:g}" for k, (lo, hi) in p.ranges.items())
+            lines.append(f"# {p.name}: W&B has no conditional ranges; this covers every {p.by}'s range "
+                         f"({rng}); prefer the Optuna script for this space.")
+    if plan.strategy == "random" and plan.quasi_random:
+        lines.append("# W&B random search is plain random, not quasi-random: the Optuna script covers "
+                     "the space more evenly.")
+    if plan.baseline:
+        base = ", ".join(f"{k}={v}" for k, v in plan.baseline.items())
+        lines.append(f"# Baseline: W&B cannot enqueue a run; run your current config ({base}) first, "
+                     "in the same project.")
+    if plan.top_k:
+        lines.append(f"# Final phase: re-run the best {plan.top_k} runs with {plan.seeds_final} seeds each "
+                     "and report mean ± std (a sweep does not do this by itself).")
+    body = yaml.safe_dump(sweep_config(plan), sort_keys=False, default_flow_style=False, width=100)
+    return "\n".join(lines) + "\n" + body
