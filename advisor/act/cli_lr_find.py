@@ -11,7 +11,6 @@ imported. The JSON document's keys are documented in advisor/act/lr_find.py.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -83,7 +82,6 @@ def lr_find(
     if demo and dev.type == "cpu":
         torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
     curves, suggestions = [], []
-    began = time.perf_counter()
     for r in range(repeats):
         run_seed = seed + r
         seed_everything(run_seed)
@@ -95,7 +93,7 @@ def lr_find(
                                iters=iters, device=dev, callback=callback, settings=settings)
         curves.append(curve)
         suggestions.append(curve.suggest(settings))
-    seconds = time.perf_counter() - began
+    seconds = sum(c.seconds for c in curves)
     combined = combine(suggestions, settings)
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
                      weight_decay, batch_size, describe_device(dev), seconds)
@@ -158,30 +156,45 @@ def _console(stderr: bool = False):
 
 
 class _progress:
-    """A rich progress bar on stderr (only when stderr is a terminal); yields the callback."""
+    """A rich progress bar on stderr (only when stderr is a terminal); yields the callback.
 
-    def __init__(self, console, label: str, total: int):
-        self.console, self.label, self.total = console, label, total
+    The bar appears once the test has run for `delay` seconds (a test that ends sooner shows no
+    bar) and is redrawn by the callback at most 10 times a second, with no refresh thread: the
+    range test of a tiny model stays within a few percent of plain training steps."""
+
+    def __init__(self, console, label: str, total: int, delay: float = 0.2):
+        self.console, self.label, self.total, self.delay = console, label, total, delay
         self.bar = None
 
     def __enter__(self):
         if not self.console.is_terminal:
             return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        import time
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TextColumn("lr {task.fields[lr]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
-                            console=self.console, transient=True)
-        self.bar.start()
-        task_id = self.bar.add_task(self.label, total=self.total, lr="-", loss="-")
-        every = max(1, self.total // 50)
-        bar = self.bar
+        clock = time.perf_counter
+        state = {"next": clock() + self.delay, "task": None}
 
         def callback(step: int, total: int, lr: float, loss: float) -> None:
-            if step % every == 0 or step == total:
-                bar.update(task_id, completed=step, lr=f"{lr:.1e}", loss=f"{loss:.4g}")
+            now = clock()
+            if now < state["next"]:
+                return
+            state["next"] = now + 0.1
+            if self.bar is None:
+                self.bar = self._start()
+                state["task"] = self.bar.add_task(self.label, total=self.total, lr="-", loss="-")
+            self.bar.update(state["task"], completed=step, lr=f"{lr:.1e}", loss=f"{loss:.4g}")
+            self.bar.refresh()
 
         return callback
+
+    def _start(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TextColumn("lr {task.fields[lr]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
+                       console=self.console, transient=True, auto_refresh=False)
+        bar.start()
+        return bar
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -196,7 +209,7 @@ def _finite(values, digits: int = 6):
 
 
 def _report(spec, curves, combined, seeds, optimizer, momentum, weight_decay, batch_size, device, seconds):
-    from advisor.act.lr_find import LRFindReport
+    from advisor.act.lr_find import LRFindReport, centred_curve
 
     s = combined.suggestion
     first = curves[0]
@@ -206,7 +219,8 @@ def _report(spec, curves, combined, seeds, optimizer, momentum, weight_decay, ba
         advice=s.advice, notes=s.notes,
         estimators={k: _round(v) for k, v in s.estimators.items()},
         peers={k: _round(v) for k, v in s.peers.items()},
-        curve={"lr": _finite(first.lrs), "loss": _finite(first.losses), "smoothed": _finite(first.smoothed)},
+        curve={"lr": _finite(first.lrs), "loss": _finite(first.losses), "smoothed": _finite(first.smoothed),
+               "centred": _finite(centred_curve(first.losses, first.iters))},
         repeats={"n": len(curves), "seeds": seeds, "suggested_lrs": [_round(v) for v in combined.suggested_lrs],
                  "spread": _round(combined.spread), "std_log10": _round(combined.std_log10)},
         sweep={"start": first.start, "end": first.end, "iters": first.iters, "steps": first.steps,
@@ -266,7 +280,7 @@ def _write_plot(path: Path, report) -> None:
 
 
 def draw_plot(report, path) -> None:
-    """Loss against LR (log scale): raw, smoothed, the suggestion, its range and the estimators."""
+    """Loss against LR (log scale): raw, both smoothings, the suggestion, its range, the estimators."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -279,22 +293,32 @@ def draw_plot(report, path) -> None:
         ax.plot([p[0] for p in pts if p[1] is not None], [p[1] for p in pts if p[1] is not None],
                 color="0.7", lw=0.8, label="loss")
         ax.plot([p[0] for p in pts if p[2] is not None], [p[2] for p in pts if p[2] is not None],
-                color="C0", lw=1.6, label="smoothed (EMA)")
-        finite = [p[2] for p in pts if p[2] is not None]
-        if finite:
-            low = min(finite)
-            first = finite[min(len(finite) - 1, max(0, len(finite) // 10))]
-            ax.set_ylim(low - 0.1 * abs(first - low) - 1e-12, max(first, low) + 0.6 * abs(first - low) + 1e-12)
+                color="C0", lw=1.0, ls="--", label="smoothed (EMA, as fastai)")
+        centred = [(lr, c) for lr, c in zip(curve["lr"], curve.get("centred") or []) if lr and c is not None]
+        if centred:
+            ax.plot([p[0] for p in centred], [p[1] for p in centred], color="C1", lw=1.8,
+                    label="centred smoothing (advisor reads this)")
+        level = [c for _, c in centred] or [p[2] for p in pts if p[2] is not None]
+        if level:
+            low = min(level)
+            first = level[min(len(level) - 1, max(0, len(level) // 10))]
+            span = max(abs(first - low), 1e-9)
+            ax.set_ylim(low - 0.15 * span, first + 0.5 * span)
         if report.range:
             ax.axvspan(report.range[0], report.range[1], color="C2", alpha=0.12, label="search range")
         if report.suggested_lr:
             ax.axvline(report.suggested_lr, color="C2", lw=2, label=f"suggested {report.suggested_lr:.2e}")
-        markers = {"valley": "v", "steepest": "s", "minimum": "o", "converging": "^"}
+        from advisor.act.lr_find import load_settings
+
+        sg = load_settings().suggest
+        markers = {"valley": ("v", "valley"), "steepest": ("s", "steepest"),
+                   "minimum": ("o", f"minimum / {sg.minimum_divisor:g}"),
+                   "converging": ("^", f"largest converging / {sg.converging_divisor:g}")}
         for name, value in report.estimators.items():
             if value:
+                marker, label = markers.get(name, ("o", name))
                 ax.axvline(value, color="0.4", lw=0.8, ls=":")
-                ax.plot([value], [ax.get_ylim()[1]], markers.get(name, "o"), color="0.3", ms=5,
-                        clip_on=False, label=name)
+                ax.plot([value], [ax.get_ylim()[1]], marker, color="0.3", ms=5, clip_on=False, label=label)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")

@@ -27,8 +27,9 @@ stable, and `advisor plan --lr-from FILE` reads ``suggested_lr``, ``range`` and 
                     (minimum is already divided by 10, converging by 3.5)
     peers           the published rules on the same curve: {"fastai_valley", "fastai_minimum",
                     "torch_lr_finder_steepest"} (LR or null)
-    curve           {"lr": [...], "loss": [...], "smoothed": [...]}: every step of the first
-                    run; loss is the raw loss (null where not finite), smoothed the EMA
+    curve           {"lr": [...], "loss": [...], "smoothed": [...], "centred": [...]}: every step
+                    of the first run; loss is the raw loss (null where not finite), smoothed its
+                    bias-corrected EMA, centred the zero-lag smoothing the estimators read
     repeats         {"n", "seeds", "suggested_lrs", "spread" (max/min ratio), "std_log10"}
     sweep           {"start", "end", "iters", "steps", "diverged", "stop_reason"}
     optimizer       {"name", "momentum", "weight_decay"}
@@ -95,7 +96,7 @@ class SuggestSettings(_Strict):
     weights: EstimatorWeights
     outlier_decades: float = Field(gt=0)
     range_decades: tuple[float, float]
-    range_spread_gain: float = Field(ge=0)
+    range_widen_decades: float = Field(ge=0)
 
 
 class VerdictSettings(_Strict):
@@ -112,8 +113,9 @@ class ConfidenceLabels(_Strict):
 
 
 class ConfidenceSettings(_Strict):
+    noise_scale: float = Field(gt=0)
+    spread_free: float = Field(ge=0)
     spread_decades: float = Field(gt=0)
-    noise_weight: float = Field(ge=0)
     repeats_decades: float = Field(gt=0)
     labels: ConfidenceLabels
 
@@ -243,12 +245,18 @@ def converging_index(losses: Sequence[float], tolerance: float = 0.1) -> Optiona
     if len(z) == 0:
         return None
     low = int(np.argmin(z))
-    top = float(np.max(z[: low + 1]))
-    limit = z[low] + tolerance * (top - z[low])
+    top = start_level(z)
+    limit = z[low] + tolerance * max(0.0, top - z[low])
     idx = low
     while idx + 1 < len(z) and z[idx + 1] <= limit:
         idx += 1
     return idx
+
+
+def start_level(values: Sequence[float]) -> float:
+    """Where the curve starts: the median of its first tenth (at least 3 points)."""
+    z = np.asarray(values, dtype=float)
+    return float(np.median(z[: max(3, len(z) // 10)]))
 
 
 def largest_converging(lrs: Sequence[float], losses: Sequence[float], divisor: float = 3.5,
@@ -287,6 +295,23 @@ def robust_noise(values: Sequence[float], smooth: Sequence[float]) -> float:
     if r.size == 0:
         return 0.0
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def centred_curve(losses: Sequence[float], iters: Optional[int] = None,
+                  settings: Optional[LRFindSettings] = None) -> list[Optional[float]]:
+    """The zero-lag smoothed loss advisor reads its estimators from (None past the first
+    non-finite loss), in the loss's own units."""
+    cfg = (settings or load_settings()).suggest
+    raw = np.asarray(losses, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(raw))
+    n = int(bad[0]) if bad.size else len(raw)
+    if n == 0:
+        return [None] * len(raw)
+    use_log = cfg.log_loss and bool(np.all(raw[:n] > 0))
+    y = np.log(raw[:n]) if use_log else raw[:n]
+    level, _ = local_linear(y, max(cfg.smooth_min_points, cfg.smooth_fraction * (iters or len(raw))))
+    values = np.exp(level) if use_log else level
+    return [float(v) for v in values] + [None] * (len(raw) - n)
 
 
 class Suggestion(BaseModel):
@@ -359,7 +384,7 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
 
     # the analysed part: skip the EMA warm-up at the start and the blow-up at the end
     first = int(planned * sw.skip_start)
-    last = len(x_all) - (sw.skip_end if (diverged or nonfinite) else 0)
+    last = len(x_all) - sw.skip_end
     if last - first < vd.min_points:
         low_end = len(x_all) < planned * 0.5
         return result("too-few-points",
@@ -367,7 +392,8 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
                       f"{', the loss blew up early' if low_end else ''})",
                       "lower --start (the loss already rises at the first LRs) or raise --iters"
                       if low_end else "raise --iters", points=max(0, last - first))
-    y_log = np.log(np.maximum(y_all, 1e-12)) if sg.log_loss else y_all
+    use_log = sg.log_loss and bool(np.all(y_all > 0))  # a loss that can go negative is read as is
+    y_log = np.log(y_all) if use_log else y_all
     sigma = max(sg.smooth_min_points, sg.smooth_fraction * planned)
     level_all, _ = local_linear(y_log, sigma)
     x, z, r = x_all[first:last], level_all[first:last], y_log[first:last]
@@ -375,16 +401,14 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
 
     # how much the curve fell, and how noisy it is around its smooth version
     i_min = int(np.argmin(z))
-    top = float(np.max(z[: i_min + 1]))
+    top = start_level(z)
     depth = top - float(z[i_min])
-    start_level = float(np.median(z[: max(3, len(z) // 10)]))
-    drop = (1 - math.exp(-max(0.0, start_level - float(z[i_min])))) if sg.log_loss else \
-        max(0.0, (start_level - float(z[i_min])) / max(abs(start_level), 1e-12))
+    drop = (1 - math.exp(-max(0.0, depth))) if use_log else max(0.0, depth / max(abs(top), 1e-12))
     noise = robust_noise(r, z)
     noise_ratio = noise / depth if depth > 0 else float("inf")
     end_level = float(z[-1])
-    rise = (math.exp(end_level - float(z[i_min])) if sg.log_loss
-            else end_level / max(float(z[i_min]), 1e-12))
+    rise = (math.exp(end_level - float(z[i_min])) if use_log
+            else 1 + (end_level - float(z[i_min])) / max(abs(top - float(z[i_min])), 1e-12))
     turned = diverged or rise > vd.rise_factor
     late = i_min >= vd.late_minimum * (len(z) - 1)
 
@@ -403,15 +427,15 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     centre = sum(weights[k] * v for k, v in kept.items()) / total
     spread = float(np.sqrt(sum(weights[k] * (v - centre) ** 2 for k, v in kept.items()) / total))
     lr = 10 ** centre
-    below, above = sg.range_decades
-    widen = sg.range_spread_gain * spread
-    ceiling = est["converging"] * sg.converging_divisor if est["converging"] else None
-    high = 10 ** (centre + above + widen)
-    if ceiling:
-        high = min(high, max(ceiling, lr))
-    rng = (10 ** (centre - below - widen), high)
     cc = cfg.confidence
-    conf = max(0.0, 1 - spread / cc.spread_decades) * max(0.0, 1 - cc.noise_weight * min(noise_ratio, 1.0))
+    conf = max(0.0, 1 - noise_ratio / cc.noise_scale) * \
+        min(1.0, max(0.0, 1 - (spread - cc.spread_free) / cc.spread_decades))
+    below, above = sg.range_decades
+    widen = sg.range_widen_decades * (1 - conf)
+    high = 10 ** (centre + above + widen)
+    if est["converging"]:  # never search above the largest LR that still converged
+        high = min(high, est["converging"] * sg.converging_divisor)
+    rng = (10 ** (centre - below - widen), max(high, 10 ** (centre + 0.1)))
 
     flags = []
     if drop < vd.flat_drop:
@@ -577,10 +601,11 @@ class Curve:
         return suggest(self.lrs, self.losses, self.iters, self.diverged, settings)
 
 
-def _rng_state(torch) -> dict[str, Any]:
+def _rng_state(torch, device=None) -> dict[str, Any]:
     state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
                              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # CUDA's generators: saved when CUDA is up or about to be used (reading them starts CUDA)
+    if torch.cuda.is_available() and (torch.cuda.is_initialized() or getattr(device, "type", None) == "cuda"):
         state["cuda"] = torch.cuda.get_rng_state_all()
     mps = getattr(torch, "mps", None)
     if mps is not None and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -597,8 +622,6 @@ def _set_rng_state(torch, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
-    elif torch.cuda.is_available() and torch.cuda.is_initialized():
-        pass  # CUDA came up during the test; its generators were never read before
     if "mps" in state:
         torch.mps.set_rng_state(state["mps"])
 
@@ -615,7 +638,7 @@ def seed_everything(seed: int) -> None:
 class _Snapshot:
     """Everything the range test may change, saved before and put back after."""
 
-    def __init__(self, torch, model, optimizer):
+    def __init__(self, torch, model, optimizer, device=None):
         self.torch = torch
         self.device = next((p.device for p in model.parameters()), None)
         self.tensors = {("p", n): t.detach().clone() for n, t in model.named_parameters()}
@@ -624,7 +647,7 @@ class _Snapshot:
                       for n, p in model.named_parameters()}
         self.modes = [(m, m.training) for m in model.modules()]
         self.optimizer = copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None
-        self.rng = _rng_state(torch)
+        self.rng = _rng_state(torch, device)
 
     def restore(self, model, optimizer) -> None:
         torch = self.torch
@@ -717,7 +740,7 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
                start: Optional[float] = None, end: Optional[float] = None, iters: Optional[int] = None,
                device=None, amp: Optional[bool] = None, seed: Optional[int] = None,
                callback: Optional[Callable[[int, int, float, float], None]] = None,
-               settings: Optional[LRFindSettings] = None) -> Curve:
+               settings: Optional[LRFindSettings] = None, read_every: Optional[int] = None) -> Curve:
     """Run the LR range test on `model` and put everything back as it was.
 
     optimizer: an optimizer over the model's parameters (its state is restored afterwards); if
@@ -726,6 +749,8 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
         there and back. With a user optimizer the model must already be on `device`.
     amp: mixed precision on CUDA (default on: bf16 where supported, else fp16 with loss scaling).
     callback(step, iters, lr, smoothed_loss): called after each step (for a progress bar).
+    read_every: read the losses back every N steps (default 1; 8 on CUDA, where each read is a
+        device sync). The test may then run up to N-1 steps past its stop; they are not recorded.
     """
     import torch
 
@@ -744,7 +769,7 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
         raise InputError(f"range_test: the optimizer's parameters are on {model_device}, not {device}; "
                          "move the model first or pass no optimizer")
     schedule = lr_schedule(start, end, iters)
-    snapshot = _Snapshot(torch, model, optimizer)
+    snapshot = _Snapshot(torch, model, optimizer, device)
     lrs: list[float] = []
     raw: list[float] = []
     smoothed: list[float] = []
@@ -762,7 +787,7 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
         amp_dtype, scaler = _amp_for(torch, device, amp)
         non_blocking = device.type == "cuda"
         # reading the loss forces a GPU sync: on CUDA read it in blocks of steps, on CPU at once
-        check_every = 8 if device.type == "cuda" else 1
+        check_every = read_every or (8 if device.type == "cuda" else 1)
         batches = cycle(train_loader)
         pending: list[tuple[float, Any]] = []
         state = {"avg": 0.0, "best": math.inf}
