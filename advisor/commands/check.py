@@ -8,10 +8,9 @@ from typing import Optional
 
 import typer
 
-from advisor.commands.common import check_choice, console, write_output
+from advisor.commands.common import check_choice, check_fail_on, console, exit_for, write_output
 from advisor.errors import InputError
 
-FAIL_ON = ("error", "warning", "info", "never")
 
 EPILOG = """Examples:
 
@@ -47,8 +46,7 @@ def check(
     from advisor.advice.check import check as run_check
     from advisor.units import parse_hours
 
-    if fail_on not in FAIL_ON:
-        raise InputError(f"--fail-on: expected one of {', '.join(FAIL_ON)}, got '{fail_on}'")
+    check_fail_on(fail_on)
     check_choice("--optimizer", optimizer, ("sgd", "adam", "adamw", "rmsprop", "other"))
     check_choice("--model-family", model_family, ("cnn", "transformer", "mlp", "rnn", "other"))
     if epochs is not None and epochs <= 0:
@@ -80,8 +78,7 @@ def check(
             print_finding(con, finding)
         if not report.findings:
             con.print("[green]No problems found.[/]")
-    if fail_on != "never" and report.worst_severity() >= {"info": 0, "warning": 1, "error": 2}[fail_on]:
-        raise typer.Exit(1)
+    exit_for(fail_on, report.worst_severity())
 
 
 def _write_fixed(space: Path, sf, fixes, out: Optional[Path], in_place: bool, report) -> None:

@@ -40,3 +40,20 @@ def write_output(path: Path, text: str | None, inputs: list[Path], writer=None) 
 def check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value.lower() not in choices:
         raise InputError(f"{option}: unknown value '{value}' (choose from {', '.join(choices)})")
+
+
+FAIL_ON = ("error", "warning", "info", "never")
+_FAIL_LEVEL = {"info": 0, "warning": 1, "error": 2}
+
+
+def check_fail_on(fail_on: str) -> None:
+    if fail_on not in FAIL_ON:
+        raise InputError(f"--fail-on: expected one of {', '.join(FAIL_ON)}, got '{fail_on}'")
+
+
+def exit_for(fail_on: str, worst_severity: int) -> None:
+    """Exit 1 when a finding is at or above --fail-on (worst_severity: -1 none, 0 info ... 2 error)."""
+    import typer
+
+    if fail_on != "never" and worst_severity >= _FAIL_LEVEL[fail_on]:
+        raise typer.Exit(1)

@@ -8,10 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from advisor.commands.common import check_choice, console, write_output
+from advisor.commands.common import check_choice, check_fail_on, console, exit_for, write_output
 from advisor.errors import InputError
 
-FAIL_ON = ("error", "warning", "info", "never")
 FORMAT_CHOICES = ("auto", "csv", "tsv", "keras", "wandb", "lightning", "hf", "jsonl", "detectron2",
                   "mmdet", "ultralytics")
 
@@ -57,8 +56,7 @@ def diagnose(
 
     if format not in FORMAT_CHOICES:
         raise InputError(f"--format: unknown format '{format}' (choose from {', '.join(FORMAT_CHOICES)})")
-    if fail_on not in FAIL_ON:
-        raise InputError(f"--fail-on: expected one of {', '.join(FAIL_ON)}, got '{fail_on}'")
+    check_fail_on(fail_on)
     check_choice("--optimizer", optimizer, ("sgd", "adam", "adamw", "rmsprop", "other"))
     check_choice("--model-family", model_family, ("cnn", "transformer", "mlp", "rnn", "other"))
     for name, value in (("--dataset-size", dataset_size), ("--num-classes", num_classes)):
@@ -87,5 +85,4 @@ def diagnose(
         from advisor.render.terminal import render
 
         render(result, console())
-    if fail_on != "never" and result.worst_severity() >= {"info": 0, "warning": 1, "error": 2}[fail_on]:
-        raise typer.Exit(1)
+    exit_for(fail_on, result.worst_severity())
