@@ -28,8 +28,14 @@ def _check_fixture(path, context) -> set[str]:
     return {f.code for f in report.findings}
 
 
+def _audit_fixture(path, context) -> set[str]:
+    from advisor.advice.audit import fired_codes
+
+    return fired_codes(path, context)  # context: study, metric, direction, baseline_trial
+
+
 # How a fixture example of each family runs through its whole pipeline.
-FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture, "check": _check_fixture}
+FIXTURE_RUNNERS = {"diagnose": _diagnose_fixture, "check": _check_fixture, "audit": _audit_fixture}
 
 KBS = {family: load_knowledge(family) for family in families()}
 CASES = [(family, rule, outcome, i, example)

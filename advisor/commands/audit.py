@@ -12,10 +12,9 @@ from typing import Optional
 
 import typer
 
-from advisor.commands.common import console, write_output
+from advisor.commands.common import check_fail_on, console, exit_for, write_output
 from advisor.errors import InputError
 
-FAIL_ON = ("error", "warning", "info", "never")
 
 EPILOG = """Examples:
 
@@ -34,7 +33,7 @@ EPILOG = """Examples:
 
 
 def audit(
-    study: str = typer.Argument(..., metavar="STUDY",
+    study: str = typer.Argument(...,
                                 help="An Optuna storage (SQLite file or storage URL) or a trials CSV "
                                      "(Optuna trials_dataframe, W&B sweep or Ray Tune export)."),
     study_name: Optional[str] = typer.Option(None, "--study", help="The study in the storage (default: its only study)."),
@@ -47,11 +46,10 @@ def audit(
     json_: bool = typer.Option(False, "--json", help="Print the audit as JSON on stdout (nothing else)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown report to this file."),
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never."),
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for a storage server before giving up."),
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for a storage server before giving up."),
 ) -> None:
     """Audit a finished search: best at the boundary, over-pruning, flat results, crashes, when to stop."""
-    if fail_on not in FAIL_ON:
-        raise InputError(f"--fail-on: expected one of {', '.join(FAIL_ON)}, got '{fail_on}'")
+    check_fail_on(fail_on)
     if timeout <= 0:
         raise InputError(f"--timeout: must be positive, got {timeout}")
     from advisor.advice.audit import audit as run_audit
@@ -69,5 +67,4 @@ def audit(
         from advisor.render.audit import render
 
         render(result, console())
-    if fail_on != "never" and result.worst_severity() >= {"info": 0, "warning": 1, "error": 2}[fail_on]:
-        raise typer.Exit(1)
+    exit_for(fail_on, result.worst_severity())
