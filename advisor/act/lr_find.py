@@ -103,7 +103,6 @@ class VerdictSettings(_Strict):
     min_points: int = Field(ge=3)
     flat_drop: float = Field(ge=0, lt=1)
     rise_factor: float = Field(ge=1)
-    late_minimum: float = Field(gt=0, le=1)
     noise_ratio: float = Field(gt=0)
 
 
@@ -333,15 +332,22 @@ class Suggestion(BaseModel):
     spread_decades: float
 
 
-def peer_suggestions(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] = None,
-                     settings: Optional[LRFindSettings] = None) -> dict[str, Optional[float]]:
-    """The published rules, exactly as their tools apply them: on the EMA-smoothed curve,
-    trimmed as fastai does (first iters//10 and last 5 points)."""
-    cfg = settings or load_settings()
-    smoothed = ema(np.asarray(losses, dtype=float), cfg.sweep.beta)
-    x, y = trim(lrs, smoothed, iters, cfg.sweep.skip_start, cfg.sweep.skip_end)
-    return {"fastai_valley": valley(x, y), "fastai_minimum": minimum(x, y, 10.0),
-            "torch_lr_finder_steepest": steepest(x, y)}
+def peer_suggestions(lrs: Sequence[float], losses: Sequence[float],
+                     iters: Optional[int] = None) -> dict[str, Optional[float]]:
+    """The published rules as their tools apply them to this curve. fastai: its bias-corrected
+    EMA (beta 0.98), trimmed to [iters//10 : -5], NaN cut; valley and minimum/10.
+    torch-lr-finder: its own smoothing (smooth_f 0.05, seeded with the first loss), trimmed to
+    [10 : -5]; the steepest gradient per step."""
+    raw = np.asarray(losses, dtype=float)
+    x, y = trim(lrs, ema(raw, 0.98), iters, 0.1, 5)
+    out = {"fastai_valley": valley(x, y), "fastai_minimum": minimum(x, y, 10.0)}
+    smooth = raw.copy()
+    for i in range(1, len(smooth)):
+        smooth[i] = 0.05 * raw[i] + 0.95 * smooth[i - 1]
+    lrs_arr = np.asarray(lrs, dtype=float)
+    x, y = finite_prefix(lrs_arr[10:len(lrs_arr) - 5], smooth[10:len(smooth) - 5])
+    out["torch_lr_finder_steepest"] = float(x[int(np.argmin(np.gradient(y)))]) if len(y) >= 2 else None
+    return out
 
 
 def _label(confidence: float, cfg: ConfidenceSettings) -> str:
@@ -367,7 +373,7 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     if lrs_all.shape != raw_all.shape:
         raise ValueError(f"lrs and losses differ in length ({lrs_all.size} vs {raw_all.size})")
     planned = iters or len(lrs_all)
-    peers = peer_suggestions(lrs_all, raw_all, planned, cfg)
+    peers = peer_suggestions(lrs_all, raw_all, planned)
     x_all, y_all = finite_prefix(lrs_all, raw_all)
     nonfinite = len(x_all) < len(lrs_all)
     if diverged is None:
@@ -410,7 +416,6 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     rise = (math.exp(end_level - float(z[i_min])) if use_log
             else 1 + (end_level - float(z[i_min])) / max(abs(top - float(z[i_min])), 1e-12))
     turned = diverged or rise > vd.rise_factor
-    late = i_min >= vd.late_minimum * (len(z) - 1)
 
     # the four estimators, read off the zero-lag curve
     est = {
@@ -440,7 +445,7 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     flags = []
     if drop < vd.flat_drop:
         flags.append("flat")
-    if not turned and late:
+    if not turned:
         flags.append("never-diverged")
     if noise_ratio > vd.noise_ratio:
         flags.append("too-noisy")
