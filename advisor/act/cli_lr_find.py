@@ -22,14 +22,11 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 EPILOG = """Examples:
 
+\b
   advisor lr-find --demo
-
   advisor lr-find mytask.py:build --optimizer adamw --plot lr.png
-
   advisor lr-find mypkg.tasks:build --device cuda --repeats 3 --json > lrfind.json
-
-  advisor lr-find mytask.py:build --optimizer sgd --momentum 0.9 --batch-size 128 --end 100
-
+  advisor lr-find mytask.py:build --optimizer sgd --batch-size 128 --end 100
   advisor plan --budget 20h --trial-time 20m --lr-from lrfind.json
 
 A task is a function build(hp) returning advisor.Task(model, train_loader, val_loader, loss_fn,
@@ -39,10 +36,11 @@ states and batch-norm statistics are restored after the test.
 
 
 def lr_find(
-    task: Optional[str] = typer.Argument(None, metavar="[TASK]",
+    task: Optional[str] = typer.Argument(None, metavar="TASK",
                                          help="path/to/file.py:build or package.module:build "
                                          "(a function build(hp) returning an advisor.Task)."),
-    demo: bool = typer.Option(False, "--demo", help="Use the built-in task: an MLP on scikit-learn's digits (offline)."),
+    demo: bool = typer.Option(False, "--demo",
+                              help="Use the built-in task: an MLP on scikit-learn's digits (offline)."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="sgd, adam or adamw."),
     momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum (default 0.9)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay",
@@ -70,7 +68,12 @@ def lr_find(
     if plot is not None:
         _check_output(plot)
 
-    import torch  # noqa: F401  (only now: the command trains)
+    torch = _need("torch", "advisor lr-find needs PyTorch: pip install 'advisor[train]' "
+                  "(with a GPU, install the CUDA build of torch first)")
+    if demo:
+        _need("sklearn", "--demo needs scikit-learn: pip install 'advisor[train]'")
+    if plot is not None:
+        _need("matplotlib", "--plot needs matplotlib: pip install 'advisor[plot]'")
 
     from advisor.act.device import describe_device, resolve_device
     from advisor.act.lr_find import combine, range_test, seed_everything
@@ -79,20 +82,24 @@ def lr_find(
     spec = "demo" if demo else task
     hp = {} if batch_size is None else {"batch_size": batch_size}
     err = _console(stderr=True)
+    threads = torch.get_num_threads()
     if demo and dev.type == "cpu":
         torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
     curves, suggestions = [], []
-    for r in range(repeats):
-        run_seed = seed + r
-        seed_everything(run_seed)
-        built = _build(spec, hp)
-        label = f"lr-find {spec}" + (f" (seed {run_seed}, {r + 1}/{repeats})" if repeats > 1 else "")
-        with _progress(err, label, iters) as callback:
-            curve = range_test(built.model, built.train_loader, built.loss_fn, optimizer_name=optimizer,
-                               momentum=momentum, weight_decay=weight_decay, start=start, end=end,
-                               iters=iters, device=dev, callback=callback, settings=settings)
-        curves.append(curve)
-        suggestions.append(curve.suggest(settings))
+    try:
+        for r in range(repeats):
+            run_seed = seed + r
+            seed_everything(run_seed)
+            built = _build(spec, hp)
+            label = f"lr-find {spec}" + (f" (seed {run_seed}, {r + 1}/{repeats})" if repeats > 1 else "")
+            with _progress(err, label, iters) as callback:
+                curve = range_test(built.model, built.train_loader, built.loss_fn, optimizer_name=optimizer,
+                                   momentum=momentum, weight_decay=weight_decay, start=start, end=end,
+                                   iters=iters, device=dev, callback=callback, settings=settings)
+            curves.append(curve)
+            suggestions.append(curve.suggest(settings))
+    finally:
+        torch.set_num_threads(threads)
     seconds = sum(c.seconds for c in curves)
     combined = combine(suggestions, settings)
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
@@ -130,6 +137,16 @@ def _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, 
         raise InputError(f"--repeats: must be at least 1, got {repeats}")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size: must be positive, got {batch_size}")
+
+
+def _need(module: str, message: str):
+    """Import an optional dependency, or say what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(message) from None
 
 
 def _check_output(path: Path) -> None:

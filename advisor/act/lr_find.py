@@ -49,7 +49,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -356,6 +356,10 @@ def _label(confidence: float, cfg: ConfidenceSettings) -> str:
     return "medium" if confidence >= cfg.labels.medium else "low"
 
 
+def _sig(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
 def _fmt(lr: float) -> str:
     return f"{lr:.2e}"
 
@@ -440,7 +444,8 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     high = 10 ** (centre + above + widen)
     if est["converging"]:  # never search above the largest LR that still converged
         high = min(high, est["converging"] * sg.converging_divisor)
-    rng = (10 ** (centre - below - widen), max(high, 10 ** (centre + 0.1)))
+    rng = (_sig(10 ** (centre - below - widen)), _sig(max(high, 10 ** (centre + 0.1))))
+    lr = _sig(lr)
 
     flags = []
     if drop < vd.flat_drop:
@@ -507,14 +512,14 @@ def combine(suggestions: Sequence[Suggestion], settings: Optional[LRFindSettings
     spread = 10 ** (max(good) - min(good))
     lows = [math.log10(s.range[0]) for s in suggestions if s.range and s.verdict == verdict]
     highs = [math.log10(s.range[1]) for s in suggestions if s.range and s.verdict == verdict]
-    rng = (10 ** min(float(np.median(lows)), min(good)), 10 ** max(float(np.median(highs)), max(good))) \
+    rng = (_sig(10 ** min(float(np.median(lows)), min(good))), _sig(10 ** max(float(np.median(highs)), max(good)))) \
         if lows else None
     conf = float(np.median([s.confidence for s in suggestions if s.verdict == verdict]))
     conf *= max(0.0, 1 - std / cfg.confidence.repeats_decades)
     est = {k: _geo_median([s.estimators.get(k) for s in suggestions if s.verdict == verdict])
            for k in ESTIMATORS}
     peers = {k: _geo_median([s.peers.get(k) for s in suggestions]) for k in base.peers}
-    lr = 10 ** centre
+    lr = _sig(10 ** centre)
     message = base.message
     if verdict == "ok":
         message = (f"suggested LR {_fmt(lr)} (search {_fmt(rng[0])} .. {_fmt(rng[1])}); "
@@ -596,7 +601,6 @@ class Curve:
     seconds: float
     device: str = "cpu"
     mixed_precision: Optional[str] = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
