@@ -803,8 +803,12 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
         beta, stop_factor = sw.beta, sw.stop_factor
         tensor_type = torch.Tensor
 
+        on_cpu = device.type == "cpu"
+
         def move(obj):
             if isinstance(obj, tensor_type):
+                if on_cpu and not obj.is_cuda:  # the common case, without building device objects
+                    return obj
                 return obj if obj.device == device else obj.to(device, non_blocking=non_blocking)
             return _move(obj, device, non_blocking)
 
@@ -828,8 +832,9 @@ def range_test(model, train_loader, loss_fn, *, optimizer=None, optimizer_name: 
                 state["best"] = smooth
             return None
 
+        lrs_planned = schedule.tolist()
         for step in range(iters):
-            lr = float(schedule[step])
+            lr = lrs_planned[step]
             for group in opt.param_groups:
                 group["lr"] = lr
             try:

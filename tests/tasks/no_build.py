@@ -1,0 +1,5 @@
+"""A task file without a build function."""
+
+
+def make(hp):
+    return None
