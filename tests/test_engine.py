@@ -145,3 +145,20 @@ def test_codes_and_names_are_unique_across_families() -> None:
             for key in (rule.code, rule.name):
                 assert key not in seen, f"{key} in {family} and {seen[key]}"
                 seen[key] = family
+
+
+def test_knowledge_cache_is_rebuilt_when_a_rule_file_changes(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _knowledge_with(tmp_path, [_rule()])
+    first = _load(root)
+    assert list((tmp_path / "cache" / "advisor").glob("kb-diagnose-*.pickle"))
+    assert _load(root).rule("X001").message == first.rule("X001").message  # from the cache
+    import os
+    import time
+
+    extra = root / "diagnose" / "zz_extra.yaml"
+    extra.write_text(extra.read_text().replace("rose {val_rise:.0%}", "went up {val_rise:.0%}"))
+    later = time.time() + 5
+    os.utime(extra, (later, later))
+    assert _load(root).rule("X001").message == "went up {val_rise:.0%}"
+    assert len(list((tmp_path / "cache" / "advisor").glob("kb-diagnose-*.pickle"))) == 1

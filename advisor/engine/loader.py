@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from advisor.engine.catalogue import Catalogue, FactSpec
 from advisor.engine.schema import Rule
 from advisor.errors import RuleError
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 LABELLED_KINDS = ("diagnosis", "lint", "audit")
 
@@ -40,9 +39,11 @@ def rules_dir() -> Path:
 
 
 def read_yaml(path: Path) -> Any:
+    import yaml  # here, not at import: a cached knowledge base needs no YAML at all
+
     try:
         with path.open("rb") as fh:
-            return yaml.load(fh, Loader=_Loader)
+            return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -232,10 +233,58 @@ def _order(rules: list[Rule], inputs: dict[str, set[str]], family: str) -> list[
     return ordered
 
 
+def _cache_file(folder: Path, base: Path) -> Path | None:
+    """Where a validated knowledge base is kept between runs, keyed by the rule files' sizes and
+    times (and advisor's version): loading YAML and checking every rule costs more than reading
+    a pickle, and `diagnose` must start fast."""
+    import hashlib
+    import os
+
+    from advisor import __version__
+
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    files = sorted([*folder.glob("*.yaml"), *(base / "tables").glob("*.yaml")])
+    key = hashlib.sha1(f"{__version__}|{folder.resolve()}".encode())
+    for path in files:
+        st = path.stat()
+        key.update(f"|{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return Path(root) / "advisor" / f"kb-{folder.name}-{key.hexdigest()[:16]}.pickle"
+
+
 @lru_cache(maxsize=None)
 def load_knowledge(family: str, root: str | None = None) -> KnowledgeBase:
-    """Load rules/<family>/: facts.yaml (the catalogue) and every other *.yaml (rules)."""
+    """The knowledge base of a family, validated; from the cache when the rule files are unchanged."""
+    import pickle
+
     base = Path(root) if root else rules_dir()
+    folder = base / family
+    cache = _cache_file(folder, base) if folder.is_dir() else None
+    if cache is not None and cache.exists():
+        try:
+            with cache.open("rb") as fh:
+                kb = pickle.load(fh)
+            if isinstance(kb, KnowledgeBase):
+                return kb
+        except Exception:  # a stale or broken cache is rebuilt, never trusted
+            pass
+    kb = _load_knowledge(family, base)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            with tmp.open("wb") as fh:
+                pickle.dump(kb, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache)
+            for old in cache.parent.glob(f"kb-{family}-*.pickle"):  # earlier versions of the rules
+                if old != cache:
+                    old.unlink(missing_ok=True)
+        except OSError:  # a read-only home: just no cache
+            pass
+    return kb
+
+
+def _load_knowledge(family: str, base: Path) -> KnowledgeBase:
+    """Load rules/<family>/: facts.yaml (the catalogue) and every other *.yaml (rules)."""
     folder = base / family
     if not folder.is_dir():
         raise RuleError(f"{folder}: no such rule family")
