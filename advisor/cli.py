@@ -11,7 +11,7 @@ import sys
 import typer
 
 from advisor.act import cli_lr_find
-from advisor.commands import audit, check, diagnose, knowledge, plan
+from advisor.commands import audit, check, diagnose, knowledge, plan, search
 from advisor.errors import AdvisorError
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.command(epilog=plan.EPILOG)(plan.plan)
 app.command(epilog=check.EPILOG)(check.check)
 app.command(epilog=audit.EPILOG)(audit.audit)
 app.command(name="lr-find", epilog=cli_lr_find.EPILOG)(cli_lr_find.lr_find)
+app.command(epilog=search.EPILOG)(search.search)
+app.command(epilog=search.WORKER_EPILOG)(search.worker)
 app.command(epilog=plan.HARDWARE_EPILOG)(plan.hardware)
 app.command(epilog="Examples:\n\n  advisor explain D301\n\n  advisor explain overfitting")(knowledge.explain)
 app.command(name="rules", epilog="Examples:\n\n  advisor rules\n\n  advisor rules --json")(knowledge.list_rules)
