@@ -334,11 +334,11 @@ def test_unreachable_storage_fails_fast() -> None:
 
 def test_a_storage_that_never_answers_is_given_up_on() -> None:
     from advisor.errors import InputError
-    from advisor.ingest.study import _with_deadline
+    from advisor.ingest.study import with_deadline
 
     start = time.perf_counter()
     with pytest.raises(InputError, match="no answer from the storage within 0.5 s"):
-        _with_deadline(lambda: time.sleep(30), 0.5, "postgresql://slowhost/db")
+        with_deadline(lambda: time.sleep(30), 0.5, "postgresql://slowhost/db")
     assert time.perf_counter() - start < 5
 
 

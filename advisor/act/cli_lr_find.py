@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+from advisor.commands.common import check_output_path, write_output
 from advisor.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -66,7 +67,7 @@ def lr_find(
     optimizer = optimizer.lower()
     _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, repeats, batch_size)
     if plot is not None:
-        _check_output(plot)
+        check_output_path(plot)
 
     torch = _need("torch", "advisor lr-find needs PyTorch: pip install 'advisor[train]' "
                   "(with a GPU, install the CUDA build of torch first)")
@@ -105,7 +106,7 @@ def lr_find(
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
                      weight_decay, batch_size, describe_device(dev), seconds)
     if plot is not None:
-        _write_plot(plot, report)
+        write_output(plot, None, [], writer=lambda p: draw_plot(report, p))
     if json_:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:
@@ -147,13 +148,6 @@ def _need(module: str, message: str):
         return importlib.import_module(module)
     except ImportError:
         raise InputError(message) from None
-
-
-def _check_output(path: Path) -> None:
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
 
 
 def _build(spec: str, hp: dict):
@@ -280,20 +274,6 @@ def _render(report, console) -> None:
     console.print(f"sweep {sw['start']:.0e} .. {sw['end']:.0e}, {sw['steps']}/{sw['iters']} steps "
                   f"({sw['stop_reason']}), optimizer {report.optimizer['name']}, on {report.device}"
                   f"{', ' + report.mixed_precision if report.mixed_precision else ''}, {report.seconds:.1f}s")
-
-
-def _write_plot(path: Path, report) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.advisor-tmp{path.suffix or '.png'}")
-    try:
-        draw_plot(report, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def draw_plot(report, path) -> None:

@@ -56,7 +56,6 @@ def digits_tensors(val_fraction: float = 0.2, split_seed: int = 0):
 
 def build(hp: dict) -> Task:
     """hp: batch_size (64), width (128), dropout (0.0)."""
-    import torch
     from torch import nn
 
     x_train, y_train, x_val, y_val = digits_tensors()

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from advisor.errors import InputError, RuleError
+from advisor.errors import InputError
 
 SCHEMA_VERSION = "advisor.lr-find/1"
 VERDICTS = ("ok", "never-diverged", "flat", "too-few-points", "too-noisy")
@@ -126,33 +126,12 @@ class LRFindSettings(_Strict):
     confidence: ConfidenceSettings
 
 
-def _settings_path():
-    from pathlib import Path
-
-    here = Path(__file__).resolve()
-    packaged = here.parents[1] / "rules" / "lr_find.yaml"
-    return packaged if packaged.is_file() else here.parents[2] / "rules" / "lr_find.yaml"
-
-
 @lru_cache(maxsize=None)
 def load_settings(path: Optional[str] = None) -> LRFindSettings:
-    """rules/lr_find.yaml, validated (unknown keys are an error, naming the field)."""
-    import yaml
+    """rules/lr_find.yaml, validated (unknown keys are an error naming the field)."""
+    from advisor.engine.loader import load_settings_file
 
-    file = path or str(_settings_path())
-    try:
-        with open(file, "rb") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise RuleError(f"{file}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{file}: not valid YAML ({exc})") from None
-    try:
-        return LRFindSettings.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise RuleError(f"{file}: field '{loc}': {err['msg']}") from None
+    return load_settings_file("lr_find", LRFindSettings, path)
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -62,6 +62,7 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel
 
 from advisor.errors import AdvisorError, InputError
+from advisor.ingest.study import with_deadline
 from advisor.space import Space
 
 SCHEMA = "advisor.search/1"
@@ -508,7 +509,7 @@ def open_storage(url: str, timeout: float = 10.0):
             pass
 
     try:
-        _with_deadline(probe, seconds + 1, f"--storage {shown}")
+        with_deadline(probe, seconds + 1, f"--storage {shown}", hint="")
     except InputError:
         raise
     except Exception as exc:
@@ -520,27 +521,6 @@ def open_storage(url: str, timeout: float = 10.0):
                                           heartbeat_interval=60, grace_period=180)
     except Exception as exc:
         raise InputError(f"--storage {shown}: cannot open the Optuna storage ({_first_line(exc)})") from None
-
-
-def _with_deadline(fn, seconds: float, what: str):
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True, name="advisor-storage-probe")
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise InputError(f"{what}: no answer from the storage within {seconds:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def dashboard_command(url: str) -> str:

@@ -29,12 +29,11 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.errors import InputError, RuleError
+from advisor.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -112,31 +111,12 @@ class SearchSettings(_Strict):
     demo: DemoSettings
 
 
-def _settings_path() -> Path:
-    here = Path(__file__).resolve()
-    packaged = here.parents[1] / "rules" / "search.yaml"
-    return packaged if packaged.is_file() else here.parents[2] / "rules" / "search.yaml"
-
-
 @lru_cache(maxsize=None)
 def load_settings(path: Optional[str] = None) -> SearchSettings:
     """rules/search.yaml, validated (unknown keys are an error naming the field)."""
-    import yaml
+    from advisor.engine.loader import load_settings_file
 
-    file = path or str(_settings_path())
-    try:
-        with open(file, "rb") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise RuleError(f"{file}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{file}: not valid YAML ({exc})") from None
-    try:
-        return SearchSettings.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise RuleError(f"{file}: field '{loc}': {err['msg']}") from None
+    return load_settings_file("search", SearchSettings, path)
 
 
 # --------------------------------------------------------------------------- the configuration

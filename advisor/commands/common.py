@@ -14,15 +14,20 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+def check_output_path(path: Path) -> None:
+    """Fail before the work, not after it, when an output file cannot be written there."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give a file name")
+    if not path.parent.exists():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+
+
 def write_output(path: Path, text: str | None, inputs: list[Path], writer=None) -> None:
     """Write an output file without ever clobbering an input; atomically, via a temporary file."""
     resolved = path.resolve()
     if any(resolved == p.resolve() for p in inputs if p.exists()):
         raise InputError(f"{path}: is one of the input logs; choose another output file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
+    check_output_path(path)
     tmp = path.with_name(f".{path.name}.advisor-tmp{path.suffix}")
     try:
         if writer is not None:

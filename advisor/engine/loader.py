@@ -50,6 +50,20 @@ def read_yaml(path: Path) -> Any:
         raise RuleError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
 
 
+def load_settings_file(name: str, model: type, path: str | None = None):
+    """rules/<name>.yaml (or `path`) validated by a pydantic model: the numbers of lr-find and
+    search live in the rules too; unknown keys are an error naming the field."""
+    file = Path(path) if path else rules_dir() / f"{name}.yaml"
+    try:
+        data = read_yaml(file)
+    except OSError as exc:
+        raise RuleError(f"{file}: cannot read ({exc.strerror})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RuleError(f"{file}: {_first_error(exc)}") from None
+
+
 @dataclass
 class KnowledgeBase:
     """One family of rules (diagnose, check, audit ...) with its catalogue and tables."""

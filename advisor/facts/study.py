@@ -153,7 +153,7 @@ def study_facts(table: StudyTable, analysis: dict[str, float],
             continue
         seen.add(k)
         search_idx.append(i)
-    running, best, since = [], None, 0
+    running, best = [], None
     best_at = None
     for pos, i in enumerate(search_idx):
         if ok[i] and (best is None or sign * value[i] > best):

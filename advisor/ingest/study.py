@@ -183,7 +183,7 @@ def _import_optuna():
     return optuna
 
 
-def _with_deadline(fn, seconds: float, source: str):
+def with_deadline(fn, seconds: float, source: str, hint: str = " (--timeout)"):
     """Run fn in a daemon thread and give up after `seconds`: a storage server that does not
     answer (or a name lookup that hangs) must not hang the command."""
     import threading
@@ -200,7 +200,7 @@ def _with_deadline(fn, seconds: float, source: str):
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise InputError(f"{source}: no answer from the storage within {seconds:g} s (--timeout)")
+        raise InputError(f"{source}: no answer from the storage within {seconds:g} s{hint}")
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -225,7 +225,7 @@ def _read_storage(source: str, url: str, study: str | None, timeout: float) -> S
             return set(sqlalchemy.inspect(conn).get_table_names())
 
     try:
-        tables = _with_deadline(probe, timeout, source)
+        tables = with_deadline(probe, timeout, source)
     except InputError:
         raise
     except Exception as exc:  # OperationalError: host unknown, refused, timed out, bad password
