@@ -42,6 +42,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from advisor.act import search as S  # noqa: E402
+from advisor.act.search.objective import _TrialFailed  # noqa: E402
+from advisor.act.search.run import _searched  # noqa: E402
 from advisor.act.demo import TensorLoader  # noqa: E402
 from advisor.act.task import Task  # noqa: E402
 from advisor.act.train import load_settings  # noqa: E402
@@ -147,7 +149,7 @@ def run_plain(task: str, space: Space, sampler, trials: int, epochs: int, seed: 
     spec = spec_for(task, space, trials, epochs, seed)
     study = optuna.create_study(direction=TASKS[task], sampler=sampler, pruner=optuna.pruners.NopPruner())
     objective = S.make_objective(make_runner(task), spec, space)
-    study.optimize(objective, n_trials=trials, catch=(S._TrialFailed,))
+    study.optimize(objective, n_trials=trials, catch=(_TrialFailed,))
     return summary(study, spec)
 
 
@@ -159,7 +161,7 @@ def summary(study, spec: S.SearchSpec) -> dict:
     best = max(done, key=lambda t: sign * t.value)
     space = spec.get_space()
     return {"best": best.value, "epochs": sum(S.trial_epochs(t) for t in trials), "trials": len(trials),
-            "pruned": sum(t.state == TS.PRUNED for t in trials), "params": S._searched(best, space)}
+            "pruned": sum(t.state == TS.PRUNED for t in trials), "params": _searched(best, space)}
 
 
 def confirm(task: str, hp: dict, epochs: int, seeds=(101, 102, 103)) -> float:

@@ -1,0 +1,9 @@
+"""Names shared by the search modules: schemas, study attributes, default storages."""
+
+SCHEMA = "advisor.search/1"
+SANITY_SCHEMA = "advisor.search-sanity/1"
+SPEC_ATTR = "advisor_search"
+STOP_ATTR = "advisor_stopped"
+FINALISTS_ATTR = "advisor_finalists"
+DEFAULT_STORAGE = "sqlite:///advisor-search.db"
+DEFAULT_JOURNAL = "advisor-search.journal"

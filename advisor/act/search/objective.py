@@ -1,0 +1,254 @@
+"""The search's settings and what one trial runs (the trainer or the user's objective)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel
+
+from advisor.act.search.space import grid_configs, grid_points, suggest
+from advisor.errors import AdvisorError, InputError
+from advisor.space import Space
+
+
+class SearchSpec(BaseModel):
+    """Everything a worker needs, stored in the study (user attribute `advisor_search`)."""
+
+    version: int = 1
+    task: str
+    space: dict[str, Any]
+    trials: int
+    epochs: int
+    seed: int = 0
+    top_k: int = 5
+    seeds_final: int = 3
+    direction: str = "maximize"
+    metric: str = "val_metric"
+    workers: int = 1
+    stop_min_gain: float = 0.0       # the plan's stop rules (0: off)
+    stop_stale: int = 0
+    baseline: Optional[dict[str, Any]] = None
+    fixed: dict[str, Any] = {}
+
+    def get_space(self) -> Space:
+        return Space.model_validate(self.space)
+
+
+def stop_rules(space: Space) -> tuple[float, int]:
+    """(min gain per trial, stale window) from the plan; only for random and Bayesian searches."""
+    if space.strategy not in ("random", "bayesian"):
+        return 0.0, 0
+    extra = getattr(space, "model_extra", None) or {}
+    stop = extra.get("stop") or {}
+    from advisor.advice.plan import tables
+
+    s = tables()["budget"]["stop"]
+    gain = float(stop.get("min_gain_per_trial", s["min_gain_per_trial"]))
+    stale = int(stop.get("stale_trials", s["stale_trials"]))
+    return gain, stale
+
+
+def budget_trials(space: Space, baseline: Optional[dict], trials: Optional[int]) -> int:
+    """The search's trial budget: --trials, else the plan's (a grid: every point, plus the baseline)."""
+    if trials is not None:
+        return int(trials)
+    if space.strategy in ("grid", "manual"):
+        grid = grid_points(space)
+        n = math.prod(len(v) for v in grid.values()) if grid is not None else len(grid_configs(space))
+        return n + (1 if baseline else 0)
+    return int(space.trials or 100)
+
+
+class Runner:
+    """Runs one configuration: the task's build(hp) trained by advisor, or the user's objective."""
+
+    def __init__(self, task: str, device=None, settings=None):
+        from advisor.act.train import load_settings
+
+        self.task = task
+        self.settings = settings or load_settings()
+        self.device = device
+        if task == "demo":
+            from advisor.act import demo
+
+            self.fn, self.label, self.source = demo.build, "demo", None
+        else:
+            from advisor.act.task import load_builder
+
+            self.fn, self.label, self.source = load_builder(task)
+        self.kind = "objective" if _positional(self.fn) >= 2 else "build"
+
+    def check(self, hp: dict, seed: int):
+        """Build the task once (the baseline's hyperparameters) and validate it; return it."""
+        if self.kind != "build":
+            return None
+        from advisor.act.lr_find import seed_everything
+        from advisor.act.task import _describe, _user_frame, validate_task
+
+        seed_everything(seed)
+        try:
+            built = self.fn(dict(hp))
+        except AdvisorError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{self.label}: build(hp) raised {_user_frame(exc, self.source)}{_describe(exc)} "
+                             f"(hp {_fmt_hp(hp)})") from None
+        task = validate_task(built, self.label)
+        if task.val_loader is None:
+            raise InputError(f"{self.label}: task.val_loader is None; advisor search evaluates every epoch "
+                             "on validation data")
+        return task
+
+    def run(self, hp: dict, report: Callable[[float, int], None], seed: int, epochs: int,
+            on_epoch: Callable[[int], None]) -> float:
+        from advisor.act.lr_find import seed_everything
+        from advisor.act.train import TrialError, config_from_hp, describe, train
+
+        seed_everything(seed)
+        if self.kind == "objective":
+            count = {"n": 0}
+
+            def counted(value, epoch):
+                count["n"] += 1
+                on_epoch(count["n"])
+                report(float(value), int(epoch))
+
+            value = self.fn(dict(hp), counted)
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise TrialError(f"objective returned {type(value).__name__}, not a number") from None
+        from advisor.act.task import _user_frame, validate_task
+
+        try:
+            built = self.fn(dict(hp))
+        except AdvisorError as exc:
+            raise TrialError(str(exc)) from None
+        except Exception as exc:
+            raise TrialError(f"build(hp) raised {_user_frame(exc, self.source)}{describe(exc)}") from None
+        try:
+            task = validate_task(built, self.label)
+        except AdvisorError as exc:
+            raise TrialError(str(exc)) from None
+        config = config_from_hp(hp, self.settings, epochs=epochs)
+        result = train(task, config, device=self.device, report=report, hp=hp, settings=self.settings,
+                       on_epoch=on_epoch)
+        return result.value
+
+
+def _positional(fn) -> int:
+    """Required positional parameters of fn: build(hp) has 1, objective(hp, report) 2."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    return sum(1 for p in sig.parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
+
+
+def _fmt_hp(hp: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, tuples to lists."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        with contextlib.suppress(Exception):
+            value = value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+class _TrialFailed(Exception):
+    """Raised inside the objective so that Optuna marks the trial FAIL (its reason is recorded)."""
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_objective(runner: Runner, spec: SearchSpec, space: Space):
+    """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping."""
+    import optuna
+
+    from advisor.act.train import Diverged, TrialError, describe
+
+    worker = _worker_id()
+
+    def objective(trial) -> float:
+        attrs = trial.user_attrs
+        final = bool(attrs.get("final"))
+        seed = int(attrs.get("seed", spec.seed))
+        searched = suggest(trial, space)
+        hp = _plain({**spec.fixed, **searched, "epochs": spec.epochs, "seed": seed})
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("hp", hp)  # with its seed and epochs
+        trained = {"n": 0}
+
+        def on_epoch(n: int) -> None:
+            trained["n"] = n
+
+        def report(value: float, epoch: int) -> None:
+            if not math.isfinite(value):
+                raise Diverged(f"validation metric {value} after epoch {epoch + 1}", epoch, value)
+            if final:
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+
+        try:
+            value = runner.run(hp, report, seed, spec.epochs, on_epoch)
+            if not math.isfinite(value):
+                raise Diverged(f"the objective returned {value}", max(0, trained["n"] - 1), value)
+            return value
+        except optuna.TrialPruned:
+            trial.set_user_attr("pruned_at", trained["n"])
+            raise
+        except Diverged as exc:
+            trial.set_user_attr("diverged", True)
+            trial.set_user_attr("pruned_reason", exc.reason)
+            if final:
+                trial.set_user_attr("fail_reason", f"diverged: {exc.reason}")
+                raise _TrialFailed(exc.reason) from None
+            with contextlib.suppress(Exception):
+                trial.report(float("nan"), exc.epoch)  # so that an audit sees the non-finite value
+            raise optuna.TrialPruned(exc.reason) from None
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+        except TrialError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise _TrialFailed(str(exc)) from None
+        except AdvisorError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise _TrialFailed(str(exc)) from None
+        except Exception as exc:  # the user's objective raised
+            reason = _oom_reason(exc, hp) or f"{describe(exc)}"
+            trial.set_user_attr("fail_reason", reason)
+            raise _TrialFailed(reason) from None
+        finally:
+            trial.set_user_attr("epochs", trained["n"])
+
+    return objective
+
+
+def _oom_reason(exc: BaseException, hp: dict) -> Optional[str]:
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        bs = hp.get("batch_size")
+        at = f" at batch_size={bs}" if bs is not None else ""
+        return (f"CUDA out of memory{at}: lower batch_size (cap the batch-size range of the search "
+                "below this value)")
+    return None

@@ -1,0 +1,699 @@
+"""The search itself (search, final seeds, audit) and its entry points (run, workers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel
+
+from advisor.act.search.constants import FINALISTS_ATTR, SCHEMA, SPEC_ATTR, STOP_ATTR
+from advisor.act.search.objective import (
+    Runner, SearchSpec, _TrialFailed, _plain, _worker_id, make_objective,
+)
+from advisor.act.search.space import (
+    _effective, _gridded, _has_zero, grid_configs, grid_points, make_pruner, make_sampler,
+    pruner_spec, sampler_spec, to_params,
+)
+from advisor.act.search.storage import (
+    _first_line, _hide_password, dashboard_command, is_journal, open_storage,
+)
+from advisor.act.search.trials import (
+    _states, counts, done_search, fail_stale, is_final, trial_epochs,
+)
+from advisor.errors import InputError
+from advisor.space import Space
+
+
+class Event(BaseModel):
+    """What the progress display is told after each trial."""
+
+    phase: str                       # search | final
+    done: int
+    total: int
+    best: Optional[float] = None
+    elapsed: float = 0.0
+    left: Optional[float] = None     # seconds, estimated
+    last_state: Optional[str] = None
+
+
+class TrialRef(BaseModel):
+    number: int
+    value: Optional[float]
+    params: dict[str, Any]
+    baseline: bool = False
+
+
+class FinalResult(BaseModel):
+    params: dict[str, Any]
+    mean: Optional[float]
+    std: Optional[float]
+    seeds: list[int]
+    values: list[Optional[float]]
+    failed: int = 0
+    search_number: Optional[int] = None
+    search_value: Optional[float] = None
+
+
+class SearchReport(BaseModel):
+    schema_version: str = SCHEMA
+    task: str
+    study: str
+    storage: str
+    dashboard: str
+    device: str
+    resumed: bool
+    direction: str
+    metric: str
+    strategy: str
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    budget: dict[str, Any]
+    stopped_by: str
+    best: Optional[TrialRef]
+    baseline: Optional[TrialRef]
+    trials: dict[str, int]
+    final: list[FinalResult]
+    audit: list[dict[str, Any]]
+    epochs_used: int
+    epochs_search: int
+    epochs_final: int
+    epochs_saved_by_pruning: int
+    failures: list[dict[str, Any]]
+    seconds: float
+    notes: list[str]
+
+
+def _spec_of(study) -> Optional[SearchSpec]:
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if not raw:
+        return None
+    try:
+        return SearchSpec.model_validate(raw)
+    except Exception:
+        return None
+
+
+def study_names(storage) -> list[str]:
+    try:
+        return [s.study_name for s in storage.get_all_studies()]
+    except Exception as exc:
+        raise InputError(f"--storage: cannot read the studies ({_first_line(exc)})") from None
+
+
+def load_spec(storage, url: str, name: str) -> SearchSpec:
+    import optuna
+
+    names = study_names(storage)
+    if name not in names:
+        listed = ", ".join(sorted(names)) or "none"
+        raise InputError(f"--study {name}: no such study in {_hide_password(url)} (studies: {listed})")
+    with _quiet_optuna():
+        study = optuna.load_study(study_name=name, storage=storage)
+    spec = _spec_of(study)
+    if spec is None:
+        raise InputError(f"--study {name}: was not created by advisor search (no {SPEC_ATTR} settings); "
+                         "choose another --study, or audit it with `advisor audit`")
+    return spec
+
+
+def latest_study(storage, url: str, task: Optional[str]) -> str:
+    """The most recently created advisor study (for the task, when given) in the storage."""
+    found = []
+    for s in storage.get_all_studies():
+        spec = s.user_attrs.get(SPEC_ATTR)
+        if spec and (task is None or spec.get("task") == task):
+            found.append((s._study_id, s.study_name))
+    if not found:
+        raise InputError(f"--resume: no advisor study{f' for {task}' if task else ''} in {_hide_password(url)}; "
+                         "give --study NAME")
+    return max(found)[1]
+
+
+class Search:
+    """One invocation of the search on a storage: create or resume, run, finalize, report."""
+
+    def __init__(self, spec: SearchSpec, url: str, study_name: str, storage, *, device=None,
+                 device_label: str = "cpu", timeout: Optional[float] = None,
+                 progress: Optional[Callable[[Event], None]] = None, notes: Optional[list[str]] = None,
+                 index: int = 0, runner: Optional[Runner] = None, epoch_budget: Optional[int] = None):
+        self.spec, self.url, self.name, self.storage = spec, url, study_name, storage
+        self.space = spec.get_space()
+        self.device, self.device_label = device, device_label
+        self.timeout, self.progress = timeout, progress
+        self.notes = list(notes or [])
+        self.index = index
+        self.runner = runner or Runner(spec.task, device)
+        self.epoch_budget = epoch_budget
+        self.stopped_by = "none"
+        self.began = time.monotonic()
+
+    # ----------------------------------------------------------------- create / load
+
+    def create(self):
+        import optuna
+
+        with _quiet_optuna():
+            study = optuna.create_study(study_name=self.name, storage=self.storage, direction=self.spec.direction,
+                                        sampler=self._sampler(), pruner=make_pruner(self.space, self.spec.epochs),
+                                        load_if_exists=False)
+        study.set_user_attr(SPEC_ATTR, self.spec.model_dump())
+        with _quiet_optuna():
+            if self.spec.baseline:
+                params = to_params(self.spec.baseline, self.space)
+                grid = grid_points(self.space) if _gridded(self.space) else None
+                if params and grid is not None:  # Optuna's GridSampler runs an enqueued trial only whole
+                    missing = [n for n in grid if n not in params]
+                    for n in missing:
+                        params[n] = grid[n][len(grid[n]) // 2]
+                    if missing:
+                        self.notes.append(f"the baseline does not set {', '.join(missing)}: it runs with the "
+                                          "middle grid point")
+                if params:
+                    study.enqueue_trial(params, user_attrs={"baseline": True})
+                    self._check_baseline(params)
+            if _gridded(self.space) and grid_points(self.space) is None:
+                for hp in grid_configs(self.space):
+                    study.enqueue_trial(to_params(hp, self.space), skip_if_exists=True)
+        return study
+
+    def _check_baseline(self, params: dict) -> None:
+        """A note for each baseline value outside the searched range (it still runs as given)."""
+        for name, value in params.items():
+            base = name if name in self.space.params else name.rsplit("_", 1)[0]
+            p = self.space.params.get(base)
+            if p is None or p.type == "categorical" or not isinstance(value, (int, float)):
+                if p is not None and p.choices and value not in p.choices:
+                    self.notes.append(f"the baseline's {base}={value} is not one of the searched choices")
+                continue
+            key = name[len(base) + 1:] if name != base else None
+            q = _effective(p, key) if key else p
+            low = min(q.choices) if q.choices else q.low
+            high = max(q.choices) if q.choices else q.high
+            outside = low is not None and high is not None and not low <= value <= high
+            if outside and not (_has_zero(q) and value <= low):
+                self.notes.append(f"the baseline's {base}={value:g} lies outside the searched range "
+                                  f"{low:g}..{high:g}: it runs as given, the search stays inside")
+
+    def load(self):
+        import optuna
+
+        with _quiet_optuna():
+            return optuna.load_study(study_name=self.name, storage=self.storage, sampler=self._sampler(),
+                                     pruner=make_pruner(self.space, self.spec.epochs))
+
+    def _sampler(self):
+        return make_sampler(self.space, self.spec.seed, self.spec.workers, self.index, self.spec.trials)
+
+    # ----------------------------------------------------------------- the search phase
+
+    def run_search(self, study) -> str:
+        """Run search trials until the budget, the stop rules, the grid or the timeout says stop."""
+        import optuna
+
+        TS = _states()
+        stored = study.user_attrs.get(STOP_ATTR)
+        trials = study.get_trials(deepcopy=False)
+        done = done_search(trials)
+        if stored in ("grid", "stale", "epochs") or (stored == "budget" and done >= self.spec.trials):
+            self.stopped_by = stored
+            return stored
+        if done >= self.spec.trials:
+            self._mark_stopped(study, "budget")
+            return "budget"
+        c = counts(trials)
+        excluded = c["interrupted"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
+                                          and t.state != TS.RUNNING)
+        counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+        state = {"stale": False, "aborted": None, "epochs": False}
+        callbacks = [optuna.study.MaxTrialsCallback(self.spec.trials + excluded, states=counted),
+                     self._stop_rule(state), self._abort_rule(state), self._progress_callback("search")]
+        if self.epoch_budget:
+            callbacks.append(self._epoch_rule(state))
+        timeout = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - self.began))
+        if timeout is not None and timeout <= 0:
+            self.stopped_by = "timeout"
+            return "timeout"
+        self._emit("search", study)
+        objective = make_objective(self.runner, self.spec, self.space)
+        with _quiet_optuna():
+            study.optimize(objective, n_trials=self.spec.trials - done, timeout=timeout, callbacks=callbacks,
+                           catch=(_TrialFailed,), gc_after_trial=False, show_progress_bar=False)
+        if state["aborted"]:
+            raise InputError(state["aborted"])
+        trials = study.get_trials(deepcopy=False)
+        elapsed = time.monotonic() - self.began
+        if state["stale"]:
+            reason = "stale"
+        elif state["epochs"]:
+            reason = "epochs"
+        elif done_search(trials) >= self.spec.trials:
+            reason = "budget"
+        elif _gridded(self.space) and self._grid_exhausted(trials):
+            reason = "grid"
+        elif self.timeout is not None and elapsed >= self.timeout - 0.5:
+            reason = "timeout"
+        else:
+            reason = "none"
+        if reason in ("budget", "grid", "stale", "epochs"):
+            self._mark_stopped(study, reason)
+        self.stopped_by = reason
+        return reason
+
+    def _grid_exhausted(self, trials) -> bool:
+        grid = grid_points(self.space)
+        if grid is None:
+            return not any(t.state == _states().WAITING and not is_final(t) for t in trials)
+        size = math.prod(len(v) for v in grid.values())
+        seen = {json.dumps(t.params, sort_keys=True, default=str) for t in trials
+                if not t.user_attrs.get("baseline") and not is_final(t) and t.state != _states().RUNNING}
+        return len(seen) >= size
+
+    def _mark_stopped(self, study, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            study.set_user_attr(STOP_ATTR, reason)
+
+    def _stop_rule(self, state):
+        """The plan's stop rules: the best value improved by less than `min_gain` (relative) per
+        trial over the last `window` complete trials (the same best for `window` trials is the
+        case of no gain)."""
+        TS = _states()
+        window, min_gain = self.spec.stop_stale, self.spec.stop_min_gain
+        sign = 1.0 if self.spec.direction == "maximize" else -1.0
+
+        def callback(study, trial) -> None:
+            if not window:
+                return
+            if study.user_attrs.get(STOP_ATTR) == "stale":  # another worker decided
+                state["stale"] = True
+                study.stop()
+                return
+            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,)) if not is_final(t)]
+            if len(done) <= window:
+                return
+            values = [sign * t.value for t in sorted(done, key=lambda t: t.number)]
+            now, before = max(values), max(values[:-window])
+            gain = (now - before) / max(abs(before), 1e-12) / window
+            if gain < min_gain:
+                state["stale"] = True
+                self._mark_stopped(study, "stale")
+                study.stop()
+
+        return callback
+
+    def _abort_rule(self, state):
+        TS = _states()
+        limit = self.runner.settings.search.abort_after_failures
+
+        def callback(study, trial) -> None:
+            finished = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL))
+                        if not is_final(t) and not t.user_attrs.get("interrupted")]
+            if len(finished) >= limit and all(t.state == TS.FAIL for t in finished):
+                last = finished[-1].user_attrs.get("fail_reason", "no reason recorded")
+                state["aborted"] = (f"the first {len(finished)} trials all failed, the last with: {last} "
+                                    "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
+                study.stop()
+
+        return callback
+
+    def _epoch_rule(self, state):
+        def callback(study, trial) -> None:
+            used = sum(trial_epochs(t) for t in study.get_trials(deepcopy=False) if not is_final(t))
+            if used >= self.epoch_budget:
+                state["epochs"] = True
+                study.stop()
+
+        return callback
+
+    def _progress_callback(self, phase: str):
+        def callback(study, trial) -> None:
+            self._emit(phase, study, trial)
+
+        return callback
+
+    def _emit(self, phase: str, study, trial=None) -> None:
+        if self.progress is None:
+            return
+        trials = study.get_trials(deepcopy=False)
+        TS = _states()
+        if phase == "search":
+            done, total = done_search(trials), self.spec.trials
+            pool = [t for t in trials if not is_final(t) and t.state == TS.COMPLETE]
+        else:
+            finals = [t for t in trials if is_final(t)]
+            done = sum(1 for t in finals if t.state in (TS.COMPLETE, TS.FAIL, TS.PRUNED)
+                       and not t.user_attrs.get("interrupted"))
+            total = max(done, len({(t.user_attrs.get("config"), t.user_attrs.get("seed")) for t in finals}))
+            pool = []
+        sign = 1.0 if self.spec.direction == "maximize" else -1.0
+        best = max((t.value for t in pool), key=lambda v: sign * v, default=None)
+        elapsed = time.monotonic() - self.began
+        left = None
+        if done and total > done:
+            durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                         if t.datetime_complete and t.datetime_start and (is_final(t) == (phase == "final"))]
+            if durations:
+                parallel = self.spec.workers if phase == "search" else 1
+                left = statistics.fmean(durations) * (total - done) / max(1, parallel)
+        if self.timeout is not None and phase == "search":
+            rest = max(0.0, self.timeout - elapsed)
+            left = rest if left is None else min(left, rest)
+        self.progress(Event(phase=phase, done=done, total=total, best=best, elapsed=elapsed, left=left,
+                            last_state=trial.state.name.lower() if trial is not None else None))
+
+    # ----------------------------------------------------------------- the final phase
+
+    def finalists(self, study) -> list[dict[str, Any]]:
+        """The best `top_k` distinct configurations of the search; chosen once per state of the
+        search (kept in the study, so a resumed final phase re-runs the same ones)."""
+        TS = _states()
+        trials = study.get_trials(deepcopy=False)
+        n_done = done_search(trials)
+        stored = study.user_attrs.get(FINALISTS_ATTR)
+        if isinstance(stored, dict) and stored.get("done") == n_done and stored.get("top_k") == self.spec.top_k:
+            return stored["chosen"]
+        sign = 1.0 if self.spec.direction == "maximize" else -1.0
+        done = [t for t in trials if t.state == TS.COMPLETE and not is_final(t)]
+        done.sort(key=lambda t: (-sign * t.value, t.number))
+        chosen, seen = [], set()
+        for t in done:
+            key = _config_key(t.params)
+            if key in seen:
+                continue
+            seen.add(key)
+            chosen.append({"params": _plain(t.params), "hp": _searched(t, self.space), "number": t.number,
+                           "value": t.value, "key": key})
+            if len(chosen) >= self.spec.top_k:
+                break
+        study.set_user_attr(FINALISTS_ATTR, {"done": n_done, "top_k": self.spec.top_k, "chosen": chosen})
+        return chosen
+
+    def run_final(self, study) -> list[FinalResult]:
+        import optuna
+
+        if self.spec.top_k <= 0:
+            return []
+        chosen = self.finalists(study)
+        if not chosen:
+            return []
+        TS = _states()
+        seeds = [self.spec.seed + 1 + s for s in range(self.spec.seeds_final)]
+        have = set()
+        for t in study.get_trials(deepcopy=False):
+            if is_final(t) and not t.user_attrs.get("interrupted"):
+                have.add((t.user_attrs.get("config"), t.user_attrs.get("seed")))
+        for c in chosen:
+            for s in seeds:
+                if (c["key"], s) not in have:
+                    study.enqueue_trial(c["params"], user_attrs={"final": True, "config": c["key"], "seed": s})
+        waiting = [t for t in study.get_trials(deepcopy=False, states=(TS.WAITING,))]
+        if waiting:
+            with _quiet_optuna():
+                final_study = optuna.load_study(study_name=self.name, storage=self.storage,
+                                                sampler=optuna.samplers.RandomSampler(seed=self.spec.seed),
+                                                pruner=optuna.pruners.NopPruner())
+            objective = make_objective(self.runner, self.spec, self.space)
+            self._emit("final", final_study)
+            with _quiet_optuna():
+                final_study.optimize(objective, n_trials=len(waiting), catch=(_TrialFailed,),
+                                     callbacks=[self._progress_callback("final")], gc_after_trial=False,
+                                     show_progress_bar=False)
+        return final_results(study, chosen, seeds, self.spec.direction)
+
+    # ----------------------------------------------------------------- the report
+
+    def report(self, study, finals: list[FinalResult], resumed: bool, seconds: float,
+               audit: list[dict[str, Any]]) -> SearchReport:
+        TS = _states()
+        trials = study.get_trials(deepcopy=False)
+        search = [t for t in trials if not is_final(t)]
+        sign = 1.0 if self.spec.direction == "maximize" else -1.0
+        complete = [t for t in search if t.state == TS.COMPLETE]
+        best_t = max(complete, key=lambda t: (sign * t.value, -t.number), default=None)
+        base_t = next((t for t in search if t.user_attrs.get("baseline")), None)
+        e_search = sum(trial_epochs(t) for t in search)
+        e_final = sum(trial_epochs(t) for t in trials if is_final(t))
+        saved = sum(max(0, _planned(t, self.spec.epochs) - trial_epochs(t)) for t in search if t.state == TS.PRUNED)
+        failures = []
+        for t in search:
+            reason = t.user_attrs.get("fail_reason") if t.state == TS.FAIL else t.user_attrs.get("pruned_reason")
+            if reason and not t.user_attrs.get("interrupted"):
+                failures.append({"number": t.number, "state": t.state.name.lower(), "reason": reason,
+                                 "params": _searched(t, self.space)})
+        s_kind, s_args = sampler_spec(self.space, self.spec.seed, self.spec.workers, 0, self.spec.trials)
+        p_kind, p_args = pruner_spec(self.space, self.spec.epochs)
+        return SearchReport(
+            task=self.spec.task, study=self.name, storage=_hide_password(self.url),
+            dashboard=dashboard_command(self.url), device=self.device_label, resumed=resumed,
+            direction=self.spec.direction, metric=self.spec.metric, strategy=self.space.strategy,
+            sampler={"type": s_kind, "args": _plain(_nested_spec(s_args))},
+            pruner={"type": p_kind, "args": _plain(_nested_spec(p_args))},
+            budget={"trials": self.spec.trials, "timeout_s": self.timeout, "epochs": self.spec.epochs,
+                    "top_k": self.spec.top_k, "seeds_final": self.spec.seeds_final},
+            stopped_by=self.stopped_by,
+            best=_ref(best_t, self.space), baseline=_ref(base_t, self.space),
+            trials=counts(trials), final=finals, audit=audit,
+            epochs_used=e_search + e_final, epochs_search=e_search, epochs_final=e_final,
+            epochs_saved_by_pruning=saved, failures=failures[:10], seconds=round(seconds, 2),
+            notes=self.notes)
+
+
+def _planned(t, default: int) -> int:
+    hp = t.user_attrs.get("hp")
+    e = hp.get("epochs") if isinstance(hp, dict) else None
+    return int(e) if isinstance(e, (int, float)) and not isinstance(e, bool) else default
+
+
+def _config_key(params: dict) -> str:
+    return json.dumps(_plain(params), sort_keys=True, default=str)
+
+
+def _nested_spec(args: dict) -> dict:
+    out = {}
+    for k, v in args.items():
+        if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], dict):
+            out[k] = {"type": v[0], **v[1]}
+        elif k == "search_space":
+            out[k] = {n: list(vals) for n, vals in v.items()}
+        else:
+            out[k] = v
+    return out
+
+
+def _searched(t, space: Space) -> dict[str, Any]:
+    hp = t.user_attrs.get("hp")
+    if isinstance(hp, dict):
+        return {k: hp[k] for k in space.params if k in hp}
+    return _plain(dict(t.params))
+
+
+def _ref(t, space: Space) -> Optional[TrialRef]:
+    if t is None:
+        return None
+    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    return TrialRef(number=t.number, value=value, params=_searched(t, space),
+                    baseline=bool(t.user_attrs.get("baseline")))
+
+
+def final_results(study, chosen: list[dict], seeds: list[int], direction: str) -> list[FinalResult]:
+    TS = _states()
+    results = []
+    trials = [t for t in study.get_trials(deepcopy=False) if is_final(t)]
+    for i, c in enumerate(chosen):
+        mine = [t for t in trials if t.user_attrs.get("config") == c["key"] and not t.user_attrs.get("interrupted")]
+        values, used, failed = [], [], 0
+        for s in seeds:
+            runs = [t for t in mine if t.user_attrs.get("seed") == s]
+            ok = [t for t in runs if t.state == TS.COMPLETE]
+            if ok:
+                values.append(ok[-1].value)
+                used.append(s)
+            elif any(t.state == TS.FAIL for t in runs):
+                failed += 1
+        mean = statistics.fmean(values) if values else None
+        std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        results.append(FinalResult(params=c["hp"], mean=mean, std=std, seeds=used, values=values, failed=failed,
+                                   search_number=c.get("number"), search_value=c.get("value")))
+    sign = 1.0 if direction == "maximize" else -1.0
+    results.sort(key=lambda r: (r.mean is None, -sign * (r.mean or 0.0)))
+    return results
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Optuna logs every trial (and a traceback per failed trial): advisor reports them itself."""
+    import optuna
+
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def audit_findings(url: str, study_name: str) -> tuple[list[dict[str, Any]], Optional[str]]:
+    """`advisor audit`'s findings on the finished study (advisor.advice.audit), or ([], why not)."""
+    try:
+        from advisor.advice.audit import audit
+    except Exception as exc:  # the audit is missing or broken: the search result stands
+        return [], f"audit unavailable ({type(exc).__name__}: {exc})"
+    source = url if not is_journal(url) else url
+    try:
+        report = audit(source, study=study_name)
+    except Exception as exc:
+        return [], f"audit could not run ({_first_line(exc)})"
+    return [f.model_dump() for f in report.findings], None
+
+
+def _threads_for(device, workers: int, task: str) -> None:
+    import torch
+
+    if device is not None and device.type == "cpu":
+        cores = os.cpu_count() or 1
+        if task == "demo":
+            torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
+        elif workers > 1:
+            torch.set_num_threads(max(1, cores // workers))
+
+
+def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_name: str = "auto",
+        timeout: Optional[float] = None, workers: int = 1, progress: Optional[Callable[[Event], None]] = None,
+        notes: Optional[list[str]] = None, storage=None, runner: Optional[Runner] = None,
+        epoch_budget: Optional[int] = None, audit: bool = True) -> SearchReport:
+    """Create (or resume) the study and run search, final seeds and audit; return the report.
+    `spec` is the stored one when resuming. Checks that can fail on user input run before the
+    study is written to."""
+    from advisor.act.device import describe_device, resolve_device
+
+    began = time.monotonic()
+    notes = list(notes or [])
+    device = resolve_device(device_name)
+    storage = storage or open_storage(url)
+    runner = runner or Runner(spec.task, device)
+    runner.device = device
+    _threads_for(device, workers, spec.task)
+    search = Search(spec, url, study_name, storage, device=device, device_label=describe_device(device),
+                    timeout=timeout, progress=progress, notes=notes, runner=runner, epoch_budget=epoch_budget)
+    if resume:
+        study = search.load()
+        if _spec_of(study) != spec:  # a new trial budget or top-k: the workers read it from here
+            study.set_user_attr(SPEC_ATTR, spec.model_dump())
+        stale = fail_stale(study, storage)
+        if stale:
+            search.notes.append(f"trials {', '.join(f'#{n}' for n in stale)} were left running by a stopped "
+                                "process: marked failed (interrupted), not counted against the budget")
+    else:
+        study = search.create()
+    procs = _spawn_workers(url, study_name, workers, device_name) if workers > 1 else []
+    try:
+        search.run_search(study)
+    except BaseException:
+        _stop_workers(procs)
+        raise
+    problems = _wait_workers(procs)
+    search.notes += problems
+    if procs:  # the other workers' trials count too: re-read what stopped the search
+        trials = study.get_trials(deepcopy=False)
+        if done_search(trials) >= spec.trials and search.stopped_by != "stale":
+            search.stopped_by = "budget"
+            search._mark_stopped(study, "budget")
+    finals = search.run_final(study)
+    findings, why = audit_findings(url, study_name) if audit else ([], None)
+    if why:
+        search.notes.append(why)
+    return search.report(study, finals, resume, time.monotonic() - began, findings)
+
+
+def run_worker(url: str, study_name: str, *, index: Optional[int] = None, device_name: str = "auto",
+               task: Optional[str] = None, timeout: Optional[float] = None) -> int:
+    """`advisor worker`: run search trials of an existing advisor study until its budget is spent.
+    `index` offsets the seed of the random samplers (default: from the host name and process id,
+    so that workers on many machines do not draw the same points). Returns the number of trials
+    this worker finished."""
+    import zlib
+
+    from advisor.act.device import resolve_device
+
+    if index is None:
+        index = 1 + zlib.crc32(_worker_id().encode()) % 100_000
+
+    storage = open_storage(url)
+    spec = load_spec(storage, url, study_name)
+    if task:
+        spec = spec.model_copy(update={"task": task})
+    device = resolve_device(device_name)
+    runner = Runner(spec.task, device)
+    _threads_for(device, spec.workers, spec.task)
+    search = Search(spec, url, study_name, storage, device=device, timeout=timeout, index=index, runner=runner)
+    study = search.load()
+    before = {t.number for t in study.get_trials(deepcopy=False)}
+    search.run_search(study)
+    worker = _worker_id()
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number not in before and t.user_attrs.get("worker") == worker)
+
+
+def _spawn_workers(url: str, study_name: str, workers: int, device_name: str) -> list:
+    """Workers 1..N-1 as processes on this host (this process is worker 0); one GPU each when
+    there are several."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        gpus = 0
+    procs = []
+    for i in range(1, workers):
+        env = dict(os.environ)
+        dev = device_name
+        if gpus > 1 and device_name in ("auto", "cuda"):
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            dev = "cuda"
+        root = str(Path(__file__).resolve().parents[2])  # so that the child imports this advisor
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        log = tempfile.TemporaryFile()
+        cmd = [sys.executable, "-m", "advisor.act.search", "worker", url, study_name, str(i), dev]
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env), log))
+    return procs
+
+
+def _wait_workers(procs) -> list[str]:
+    problems = []
+    for proc, log in procs:
+        code = proc.wait()
+        if code != 0:
+            log.seek(0)
+            lines = [ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+            problems.append(f"worker (pid {proc.pid}) exited with code {code}: {lines[-1] if lines else 'no output'}")
+        log.close()
+    return problems
+
+
+def _stop_workers(procs) -> None:
+    import signal
+
+    for proc, _ in procs:
+        with contextlib.suppress(Exception):
+            proc.send_signal(signal.SIGINT)
+    for proc, log in procs:
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait()
+        log.close()
