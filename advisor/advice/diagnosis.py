@@ -113,7 +113,7 @@ def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None =
 
 
 def _compare(results: list[RunDiagnosis]) -> tuple[list[ComparisonRow], str | None]:
-    rows = [ComparisonRow(run=r.run, labels=[f.label for f in r.diagnoses if f.label],
+    rows = [ComparisonRow(run=r.run, labels=list(dict.fromkeys(f.label for f in r.diagnoses if f.label)),
                           best_val_epoch=r.facts.get("best_val_epoch"),
                           val_loss_best=r.facts.get("val_loss_best"),
                           best_val_metric=r.facts.get("best_val_metric"),

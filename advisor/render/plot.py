@@ -56,8 +56,8 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
     finite = finite[np.isfinite(finite)]
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
         ax.set_yscale("log")
-    labels = ", ".join(f.label for f in res.diagnoses if f.label) or "no diagnosis"
-    ax.set_title(f"{Path(run.path).name}: {labels}", fontsize=10)
+    labels = ", ".join(dict.fromkeys(f.label for f in res.diagnoses if f.label)) or "no diagnosis"
+    ax.set_title(f"{Path(run.path).parent.name}/{Path(run.path).name}: {labels}", fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
