@@ -178,7 +178,7 @@ def _import_optuna():
     try:
         import optuna
     except ImportError:
-        raise InputError("advisor audit needs Optuna to read a storage: pip install optuna") from None
+        raise InputError("advisor audit needs Optuna to read a storage: pip install 'advisor[audit]'") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
