@@ -251,18 +251,17 @@ def _cache_file(folder: Path, base: Path) -> Path | None:
     """Where a validated knowledge base is kept between runs, keyed by the rule files' sizes and
     times (and advisor's version): loading YAML and checking every rule costs more than reading
     a pickle, and `diagnose` must start fast."""
-    import hashlib
-    import os
+    import zlib
 
     from advisor import __version__
 
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     files = sorted([*folder.glob("*.yaml"), *(base / "tables").glob("*.yaml")])
-    key = hashlib.sha1(f"{__version__}|{folder.resolve()}".encode())
-    for path in files:
-        st = path.stat()
-        key.update(f"|{path.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return Path(root) / "advisor" / f"kb-{folder.name}-{key.hexdigest()[:16]}.pickle"
+    text = f"{__version__}|{folder.resolve()}" + "".join(
+        f"|{p.name}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in files)
+    data = text.encode()
+    key = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"  # zlib is loaded already; hashlib is not
+    return Path(root) / "advisor" / f"kb-{folder.name}-{key}.pickle"
 
 
 @lru_cache(maxsize=None)

@@ -51,12 +51,19 @@ def _noise(x: np.ndarray, window: int) -> float | None:
     return float(np.median(np.abs(x - _smooth(x, window))) / start) if start > 0 else None
 
 
+def _row_medians(rows: np.ndarray) -> np.ndarray:
+    """Median of each row; sorting short rows is several times faster than np.median's partition."""
+    ordered = np.sort(rows, axis=1)
+    w = rows.shape[1]
+    return ordered[:, w // 2] if w % 2 else 0.5 * (ordered[:, w // 2 - 1] + ordered[:, w // 2])
+
+
 def local_level(x: np.ndarray, window: int) -> np.ndarray:
     """The curve's local level: medians of blocks of `window` points, interpolated between
     block centres so that it follows the trend (vectorized; fine for a million steps)."""
     n = len(x)
     full = n // window * window
-    medians = list(np.median(x[:full].reshape(-1, window), axis=1)) if full else []
+    medians = list(_row_medians(x[:full].reshape(-1, window))) if full else []
     centres = list(np.arange(0, full, window) + (window - 1) / 2) if full else []
     if full < n:
         medians.append(float(np.median(x[full:])))

@@ -179,7 +179,8 @@ def _group(data: dict[str, np.ndarray], key: np.ndarray, nan_rows: dict
         if step_loss in data:
             logged = ~np.isnan(data[step_loss]) | nan_rows.get(step_loss, False)
             if logged.sum() > len(epochs):
-                steps = {name: data[src][logged] for name, src in
+                every = bool(logged.all())  # a dense per-step log: the columns as they are, no copy
+                steps = {name: data[src] if every else data[src][logged] for name, src in
                          (("step", "step"), ("train_loss", step_loss), ("lr", "lr"), ("grad_norm", "grad_norm"))
                          if src in data}
     epochs.index.name = "epoch"
