@@ -14,33 +14,64 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer  # noqa: E402
 
-from advisor.act import cli_lr_find  # noqa: E402
-from advisor.commands import audit, check, diagnose, knowledge, plan, search  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 
-app = typer.Typer(
-    name="advisor",
-    help="An expert system for hyperparameter tuning: what is wrong with this run, what to tune first.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+# name, module, function, its examples: a command's module is imported only when the command
+# is the one being run (or for --help), so `advisor diagnose` does not load plan or search.
+COMMANDS = (
+    ("diagnose", "advisor.commands.diagnose", "diagnose", "EPILOG"),
+    ("plan", "advisor.commands.plan", "plan", "EPILOG"),
+    ("check", "advisor.commands.check", "check", "EPILOG"),
+    ("audit", "advisor.commands.audit", "audit", "EPILOG"),
+    ("lr-find", "advisor.act.cli_lr_find", "lr_find", "EPILOG"),
+    ("search", "advisor.commands.search", "search", "EPILOG"),
+    ("worker", "advisor.commands.search", "worker", "WORKER_EPILOG"),
+    ("hardware", "advisor.commands.plan", "hardware", "HARDWARE_EPILOG"),
+    ("explain", "advisor.commands.knowledge", "explain", "EXPLAIN_EPILOG"),
+    ("rules", "advisor.commands.knowledge", "list_rules", "RULES_EPILOG"),
 )
 
-app.command(epilog=diagnose.EPILOG)(diagnose.diagnose)
-app.command(epilog=plan.EPILOG)(plan.plan)
-app.command(epilog=check.EPILOG)(check.check)
-app.command(epilog=audit.EPILOG)(audit.audit)
-app.command(name="lr-find", epilog=cli_lr_find.EPILOG)(cli_lr_find.lr_find)
-app.command(epilog=search.EPILOG)(search.search)
-app.command(epilog=search.WORKER_EPILOG)(search.worker)
-app.command(epilog=plan.HARDWARE_EPILOG)(plan.hardware)
-app.command(epilog="Examples:\n\n  advisor explain D301\n\n  advisor explain overfitting")(knowledge.explain)
-app.command(name="rules", epilog="Examples:\n\n  advisor rules\n\n  advisor rules --json")(knowledge.list_rules)
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or with just `only` (what this process runs)."""
+    import importlib
+
+    app = typer.Typer(
+        name="advisor",
+        help="An expert system for hyperparameter tuning: what is wrong with this run, what to tune first.",
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def _group() -> None:
+        """An expert system for hyperparameter tuning: what is wrong with this run, what to tune first."""
+
+    for name, module, function, epilog in COMMANDS:
+        if only is None or name == only:
+            mod = importlib.import_module(module)
+            app.command(name=name, epilog=getattr(mod, epilog))(getattr(mod, function))
+    return app
+
+
+def __getattr__(name: str):  # `advisor.cli.app`: the full app, built on first use
+    if name == "app":
+        globals()["app"] = build_app()
+        return globals()["app"]
+    raise AttributeError(f"module 'advisor.cli' has no attribute {name!r}")
+
+
+def _requested() -> str | None:
+    args = sys.argv[1:]
+    names = {c[0] for c in COMMANDS}
+    return args[0] if args and args[0] in names else None
 
 
 def main() -> None:
     try:
+        app = globals().get("app") or build_app(_requested())
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except AdvisorError as exc:
