@@ -58,16 +58,20 @@ def _row_medians(rows: np.ndarray) -> np.ndarray:
     return ordered[:, w // 2] if w % 2 else 0.5 * (ordered[:, w // 2 - 1] + ordered[:, w // 2])
 
 
-def local_level(x: np.ndarray, window: int) -> np.ndarray:
-    """The curve's local level: medians of blocks of `window` points, interpolated between
-    block centres so that it follows the trend (vectorized; fine for a million steps)."""
+def local_level(x: np.ndarray, window: int, follow_trend: bool = True) -> np.ndarray:
+    """The curve's local level: the median of each block of `window` points, interpolated between
+    block centres so that it follows the trend (or held over each block: cheaper, for a scale).
+    Vectorized: fine for a million steps."""
     n = len(x)
     full = n // window * window
-    medians = list(_row_medians(x[:full].reshape(-1, window))) if full else []
-    centres = list(np.arange(0, full, window) + (window - 1) / 2) if full else []
+    medians = _row_medians(x[:full].reshape(-1, window)) if full else np.empty(0)
+    sizes = np.full(len(medians), window)
     if full < n:
-        medians.append(float(np.median(x[full:])))
-        centres.append((full + n - 1) / 2)
+        medians = np.append(medians, np.median(x[full:]))
+        sizes = np.append(sizes, n - full)
+    if not follow_trend:
+        return np.repeat(medians, sizes)
+    centres = np.cumsum(sizes) - (sizes + 1) / 2
     return np.interp(np.arange(n), centres, medians)
 
 
@@ -81,7 +85,7 @@ def spike_mask(x: np.ndarray, window: int, z: float, min_ratio: float, min_heigh
     y = x[ok]
     base = local_level(y, window)
     resid = y - base
-    mad = local_level(np.abs(resid), window) * _MAD
+    mad = local_level(np.abs(resid), window, follow_trend=False) * _MAD
     # a flat stretch has MAD ~0: floor the scale at the run's typical noise
     scale = np.maximum(mad, np.median(mad))
     mask[ok] = (resid > z * scale) & (y > min_ratio * base) & (resid > min_height)
@@ -266,7 +270,7 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         gg = g[np.isfinite(g) & (g > 0)]
         if len(gg) >= 2 * a["spike_window_epochs"]:
             window = int(a["spike_window_steps"]) if len(gg) >= a["spike_min_points"] else int(a["spike_window_epochs"])
-            f["grad_norm_peak_ratio"] = _r(float(np.max(gg / local_level(gg, window))))
+            f["grad_norm_peak_ratio"] = _r(float(np.max(gg / local_level(gg, window, follow_trend=False))))
         k = max(1, len(gg) // 10)
         early = float(np.median(gg[:k])) if len(gg) else 0.0
         f["grad_norm_final_ratio"] = _r(float(np.median(gg[-k:]) / early)) if early > 0 else None
