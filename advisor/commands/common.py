@@ -11,7 +11,7 @@ from advisor.errors import InputError
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)
 
 
 def check_output_path(path: Path) -> None:

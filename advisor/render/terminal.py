@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from advisor.advice.diagnosis import DiagnoseReport, RunDiagnosis
 from advisor.engine import Finding
@@ -47,6 +46,8 @@ def render(report: DiagnoseReport, console: Console) -> None:
         _run(console, r)
     if report.comparison:
         console.rule("[bold]comparison[/]")
+        from rich.table import Table  # only several runs are compared in a table
+
         table = Table(show_edge=False)
         table.add_column("run", overflow="fold")
         for col in ("diagnoses", "best epoch", "best val loss", "best val metric", "final loss"):
