@@ -41,17 +41,15 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from advisor.engine import Finding, evaluate, load_knowledge, rules_dir
-from advisor.engine.loader import read_yaml
+from advisor.engine import Finding, evaluate, load_knowledge
 from advisor.errors import InputError
-from advisor.facts.context import ALIASES as CONTEXT_ALIASES
 from advisor.facts.hardware import Hardware
+from advisor.facts.params import param_aliases, tables
 
 SCHEMA = "advisor.plan/1"
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -66,30 +64,6 @@ DIAG_NOTES = {"noisy-validation": "diag_noisy_validation"}
 
 
 # --------------------------------------------------------------------------- the tables
-
-@lru_cache(maxsize=None)
-def tables() -> dict[str, Any]:
-    base = rules_dir() / "tables"
-    return {"budget": read_yaml(base / "budget.yaml"), "ranges": read_yaml(base / "ranges.yaml"),
-            "importance": read_yaml(base / "importance.yaml")["parameters"]}
-
-
-@lru_cache(maxsize=None)
-def param_aliases() -> dict[str, str]:
-    """Every accepted spelling of a parameter -> its canonical name."""
-    t = tables()
-    names: dict[str, str] = {}
-    for canon, spec in t["importance"].items():
-        names[canon] = canon
-        for alias in spec.get("aliases", []):
-            names[alias] = canon
-    for canon, aliases in t["ranges"].get("aliases", {}).items():
-        for alias in aliases:
-            names.setdefault(alias, canon)
-    for alias, canon in CONTEXT_ALIASES.items():
-        names.setdefault(alias, canon)
-    return names
-
 
 def canonical_param(name: str, option: str = "--params") -> str:
     key = name.strip().lower()

@@ -7,11 +7,8 @@ from typing import Any
 
 from advisor.errors import InputError
 
-# The canonical names of the hyperparameters a user may give with --current, and their aliases.
-ALIASES = {"lr": "learning_rate", "learning_rate": "learning_rate", "wd": "weight_decay",
-           "weight_decay": "weight_decay", "bs": "batch_size", "batch_size": "batch_size",
-           "warmup": "warmup", "warmup_steps": "warmup", "dropout": "dropout",
-           "momentum": "momentum"}
+# The hyperparameters diagnose has a current_* fact for (any of their spellings is accepted).
+CURRENT = ("learning_rate", "weight_decay", "batch_size", "warmup", "dropout", "momentum")
 
 
 def context_facts(optimizer: str | None = None, model_family: str | None = None,
@@ -28,10 +25,12 @@ def context_facts(optimizer: str | None = None, model_family: str | None = None,
         "chance_loss": math.log(num_classes) if num_classes and num_classes > 1 else None,
     }
     for key, text in (current or {}).items():
-        name = ALIASES.get(key.lower())
-        if name is None:
+        from advisor.facts.params import param_aliases  # reads the tables: only when given
+
+        name = param_aliases().get(key.lower().replace("-", "_"))
+        if name not in CURRENT:
             raise InputError(f"--current {key}={text}: unknown hyperparameter '{key}' "
-                             f"(known: {', '.join(sorted(set(ALIASES)))})")
+                             f"(known: {', '.join(CURRENT)}, or lr, wd, bs ...)")
         try:
             facts[f"current_{name}"] = float(text)
         except ValueError:

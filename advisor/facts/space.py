@@ -3,47 +3,12 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
-from advisor.engine.loader import read_yaml, rules_dir
-from advisor.ingest.space import SpaceFile, grid_size, name_parts
+from advisor.facts.params import canonical, name_parts, tables
+from advisor.ingest.space import SpaceFile, grid_size
 
 ADAPTIVE = {"adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "radam", "lamb"}
-
-
-@lru_cache(maxsize=None)
-def tables() -> dict[str, Any]:
-    base = rules_dir() / "tables"
-    return {"importance": read_yaml(base / "importance.yaml")["parameters"],
-            "ranges": read_yaml(base / "ranges.yaml"), "scales": read_yaml(base / "scales.yaml")}
-
-
-def canonical(name: str) -> str | None:
-    """The canonical hyperparameter a name stands for (learning_rate for 'optimizer.lr')."""
-    t = tables()
-    aliases: dict[str, str] = {}
-    for canon, spec in t["importance"].items():
-        aliases[canon] = canon
-        for alias in spec.get("aliases", []):
-            aliases[alias] = canon
-    for canon, names in (t["ranges"].get("aliases") or {}).items():
-        for alias in names:
-            aliases[alias.replace("-", "_")] = canon
-    parts = name_parts(name)
-    for candidate in ("_".join(parts), parts[-1] if parts else "", "_".join(parts[-2:])):
-        if candidate in aliases:
-            return aliases[candidate]
-    if any(p in ("lr", "lr0", "learning", "eta") for p in parts) and not any(
-            p in ("schedule", "scheduler", "decay", "lrf", "gamma", "step", "factor") for p in parts):
-        return "learning_rate"
-    if "dropout" in parts or "drop" in parts:
-        return "dropout"
-    if "warmup" in parts:
-        return "warmup"
-    if "batch" in parts:
-        return "batch_size"
-    return None
 
 
 def _is_exponential(name: str, canon: str | None) -> bool:

@@ -15,23 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from advisor.facts.params import canonical
 from advisor.ingest.study import Distribution, StudyTable
 
 FINISHED = ("complete", "pruned", "failed")
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _canonical(name: str) -> str | None:
-    from advisor.advice.plan import param_aliases
-
-    names = param_aliases()
-    key = name.strip().lower().replace("-", "_")
-    for candidate in (key, key.rsplit(".", 1)[-1], key.rsplit("/", 1)[-1]):
-        if candidate in names:
-            return names[candidate]
-    return None
-
 
 def _hierarchy() -> dict[str, dict[str, Any]]:
     from advisor.engine import load_knowledge
@@ -190,7 +180,7 @@ def study_facts(table: StudyTable, analysis: dict[str, float],
 
     # importances against the hierarchy
     hierarchy = _hierarchy()
-    canon = {p: _canonical(p) for p in table.params}
+    canon = {p: canonical(p) for p in table.params}
     if importances:
         f["importance_known"] = True
         top = max(importances, key=importances.get)

@@ -190,10 +190,3 @@ def grid_size(space: Space) -> int | None:
             return None
         size *= len(p.choices) + (1 if p.zero else 0)
     return size
-
-
-_SPLIT = re.compile(r"[._\-/ ]+")
-
-
-def name_parts(name: str) -> list[str]:
-    return [p for p in _SPLIT.split(name.lower()) if p]

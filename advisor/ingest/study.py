@@ -532,7 +532,7 @@ def _param_columns(df: pd.DataFrame, fmt: str, value_col: str) -> dict[str, str]
         return prefixed
     # A W&B runs export mixes config keys and summary metrics without a prefix: the config keys
     # are the columns named like a known hyperparameter (or a seed).
-    from advisor.advice.plan import param_aliases
+    from advisor.facts.params import param_aliases
 
     names = param_aliases()
     return {c: c for c in cols if c not in _NOT_PARAMS and
