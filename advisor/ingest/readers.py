@@ -139,7 +139,10 @@ def _read_csv(path: Path, head: bytes, fmt: str, wanted: Callable[[list[str]], l
     if not columns:
         columns = {h: np.array([], dtype=float) for h in header}
     n_rows = len(next(iter(columns.values()))) if columns else 0
-    return RawLog(fmt, columns, n_rows, {})
+    raw = RawLog(fmt, columns, n_rows, {})
+    if fmt == "ultralytics":
+        _add_total_losses(raw, str(path))
+    return raw
 
 
 class _NaNSeen(float):
@@ -209,3 +212,38 @@ def _read_jsonl(path: Path, fmt: str) -> RawLog:
                        for k, v in rec.items()}
         records.append(rec)
     return _records_to_raw(records, fmt, path)
+
+
+_MISSING_TEXT = {"", "none", "null", "na", "n/a"}
+_INF_TEXT = {"inf": np.inf, "+inf": np.inf, "infinity": np.inf, "-inf": -np.inf, "-infinity": -np.inf}
+
+
+def numeric_column(raw: RawLog, col: str, path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as floats, and where it held a written NaN. Any other text is an error."""
+    values = raw.columns[col]
+    explicit = raw.explicit_nan.get(col)
+    if values.dtype.kind in "iuf":
+        return values.astype(float, copy=False), explicit
+    series = pd.Series(values, dtype=object)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    text_rows = np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy())
+    for pos in text_rows:
+        cell = series.iloc[pos]
+        word = cell.strip().lower() if isinstance(cell, str) else cell
+        if word == "nan" or (isinstance(cell, float) and np.isnan(cell)):
+            explicit = np.zeros(len(numbers), dtype=bool) if explicit is None else explicit
+            explicit[pos] = True
+        elif isinstance(word, str) and word in _INF_TEXT:
+            numbers[pos] = _INF_TEXT[word]
+        elif not (isinstance(word, str) and word in _MISSING_TEXT) and cell is not None:
+            where = f"record {pos + 1}" if raw.records else f"row {pos + 2}"
+            raise InputError(f"{path}: {where}, column '{col}': {cell!r} is not a number")
+    return numbers, explicit
+
+
+def _add_total_losses(raw: RawLog, path: str) -> None:
+    """Ultralytics logs several losses per split (box, cls, dfl): their sum is the loss."""
+    for split in ("train", "val"):
+        parts = [c for c in raw.columns if c.startswith(f"{split}/") and c.endswith("loss")]
+        if len(parts) > 1 and f"{split}/loss" not in raw.columns:
+            raw.columns[f"{split}/loss"] = np.sum([numeric_column(raw, c, path)[0] for c in parts], axis=0)

@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 
 from advisor.errors import InputError
-from advisor.ingest.readers import RawLog
+from advisor.ingest.readers import RawLog, numeric_column
 from advisor.ingest.roles import find_roles, higher_is_better, is_fraction_like, step_column_for
 from advisor.ingest.runlog import RunLog
 
 _VALUE_ROLES = ("train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm")
-_MISSING_TEXT = {"", "none", "null", "na", "n/a"}
-_INF_TEXT = {"inf": np.inf, "+inf": np.inf, "infinity": np.inf, "-inf": -np.inf, "-infinity": -np.inf}
 
 
 def wanted_columns(header: list[str], overrides: dict[str, str], path: str) -> list[str]:
@@ -28,43 +26,10 @@ def wanted_columns(header: list[str], overrides: dict[str, str], path: str) -> l
     return [c for c in header if c in wanted] or header
 
 
-def _numeric(raw: RawLog, col: str, path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column as floats, and where it held a written NaN. Any other text is an error."""
-    values = raw.columns[col]
-    explicit = raw.explicit_nan.get(col)
-    if values.dtype.kind in "iuf":
-        return values.astype(float, copy=False), explicit
-    series = pd.Series(values, dtype=object)
-    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-    text_rows = np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy())
-    for pos in text_rows:
-        cell = series.iloc[pos]
-        word = cell.strip().lower() if isinstance(cell, str) else cell
-        if word == "nan" or (isinstance(cell, float) and np.isnan(cell)):
-            explicit = np.zeros(len(numbers), dtype=bool) if explicit is None else explicit
-            explicit[pos] = True
-        elif isinstance(word, str) and word in _INF_TEXT:
-            numbers[pos] = _INF_TEXT[word]
-        elif not (isinstance(word, str) and word in _MISSING_TEXT) and cell is not None:
-            where = f"record {pos + 1}" if raw.records else f"row {pos + 2}"
-            raise InputError(f"{path}: {where}, column '{col}': {cell!r} is not a number")
-    return numbers, explicit
-
-
-def _add_total_losses(raw: RawLog, path: str) -> None:
-    """Ultralytics logs several losses per split (box, cls, dfl): their sum is the loss."""
-    for split in ("train", "val"):
-        parts = [c for c in raw.columns if c.startswith(f"{split}/") and c.endswith("loss")]
-        if len(parts) > 1 and f"{split}/loss" not in raw.columns:
-            raw.columns[f"{split}/loss"] = np.sum([_numeric(raw, c, path)[0] for c in parts], axis=0)
-
-
 def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
          rows_per_epoch_max: int) -> RunLog:
     if raw.n_rows == 0:
         raise InputError(f"{path}: header only, no data rows")
-    if raw.format == "ultralytics":
-        _add_total_losses(raw, path)
     names = list(raw.columns)
     roles = find_roles(names, overrides, path)
     if "train_loss" not in roles and "val_loss" not in roles:
@@ -75,7 +40,7 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
     nan_rows: dict[str, np.ndarray] = {}  # role -> rows where a NaN was written
     step_twin = step_column_for(roles["train_loss"], names) if "train_loss" in roles else None
     for role, col in [*roles.items(), *([("train_loss_step", step_twin)] if step_twin else [])]:
-        data[role], explicit = _numeric(raw, col, path)
+        data[role], explicit = numeric_column(raw, col, path)
         if explicit is not None and explicit.any() and role in ("train_loss", "val_loss", "train_loss_step"):
             nan_rows[role] = explicit
 
