@@ -50,7 +50,7 @@ def check(path: str | Path, context: dict[str, Any]) -> tuple[CheckReport, Space
         if rule and "space" in rule.fix:
             fixes.append(_Fix(code=rule.code, param=None, changes=_resolve(rule.fix["space"], facts)))
     for name in sf.space.params:
-        pfacts = {**facts, **param_facts(sf, name, optimizer)}
+        pfacts = {**facts, **param_facts(sf, name, optimizer, kb.catalogue.analysis)}
         found, _ = evaluate(kb, pfacts, scope="param", param=name)
         findings += found
         for finding in found:

@@ -24,18 +24,18 @@ def _decades(low: float | None, high: float | None) -> float | None:
     return math.log10(high / low)
 
 
-def _linear_choices(values: list[float]) -> bool:
-    """Evenly spaced on a linear scale, across a decade or more, or from 0 in four or more
-    steps (0, 0.025, 0.05, ...: a linear grid where a log one belongs)."""
+def _linear_choices(values: list[float], a: dict[str, float]) -> bool:
+    """Evenly spaced on a linear scale (gaps within a factor of each other), across a decade or
+    more, or from 0 in several steps (0, 0.025, 0.05, ...: a linear grid where a log one belongs)."""
     values = sorted(values)
     if len(values) < 3:
         return False
     gaps = [b - a for a, b in zip(values, values[1:])]
-    if min(gaps) <= 0 or max(gaps) / min(gaps) > 2.0:
+    if min(gaps) <= 0 or max(gaps) / min(gaps) > a["linear_gap_ratio"]:
         return False
     positive = [v for v in values if v > 0]
     spans_decade = len(positive) >= 2 and positive[-1] / positive[0] >= 10
-    return spans_decade or (values[0] == 0 and len(values) >= 4)
+    return spans_decade or (values[0] == 0 and len(values) >= a["linear_from_zero_values"])
 
 
 def _lr_range(optimizer: str | None) -> tuple[float, float]:
@@ -43,7 +43,7 @@ def _lr_range(optimizer: str | None) -> tuple[float, float]:
     return tuple(by.get(optimizer or "unknown", by["unknown"]))  # type: ignore[return-value]
 
 
-def param_facts(sf: SpaceFile, name: str, optimizer: str | None) -> dict[str, Any]:
+def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, float]) -> dict[str, Any]:
     p = sf.space.params[name]
     canon = canonical(name)
     ranges = tables()["ranges"]["parameters"]
@@ -57,7 +57,7 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None) -> dict[str, An
         "p_name": name, "p_canonical": canon or "other", "p_line": sf.lines.get(name),
         "p_type": p.type, "p_log": p.log, "p_low": low, "p_high": high, "p_decades": decades,
         "p_exponential": _is_exponential(name, canon), "p_n_choices": len(p.choices or []) or None,
-        "p_choices_linear": _linear_choices([float(v) for v in numeric]) if numeric else False,
+        "p_choices_linear": _linear_choices([float(v) for v in numeric], a) if numeric else False,
         "p_conditional": p.by is not None,
         "p_wandb_log_uniform": sf.wandb_distribution.get(name) in ("log_uniform", "q_log_uniform", "inv_log_uniform"),
     }
