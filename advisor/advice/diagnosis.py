@@ -59,7 +59,7 @@ class DiagnoseReport(BaseModel):
         return max(levels, default=-1)
 
 
-def _rank(findings: list[Finding]) -> list[Finding]:
+def rank_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-severity_rank(f.severity), f.tier or 9, f.code))
 
 
@@ -80,8 +80,8 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
     findings, facts = evaluate(kb, facts)
     for finding in findings:
         finding.run = run.path
-    diagnoses = _rank([f for f in findings if f.kind == "diagnosis"])
-    notes = _rank([f for f in findings if f.kind != "diagnosis"])
+    diagnoses = rank_findings([f for f in findings if f.kind == "diagnosis"])
+    notes = rank_findings([f for f in findings if f.kind != "diagnosis"])
     # Tuning follows the diagnosis; context findings add to it only when the run is not healthy.
     healthy = any(f.label == "healthy" for f in diagnoses)
     tune = _tune_first(kb, diagnoses + ([] if healthy else notes))
@@ -91,7 +91,7 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
         steps=run.n_steps, columns=run.columns, metric=run.metric,
         metric_higher_is_better=run.higher_is_better, diagnoses=diagnoses, notes=notes,
         tune_first=tune, verdict=verdict,
-        facts={k: v for k, v in facts.items() if v is not None and kb.catalogue.facts[k].source != "derived"},
+        facts={k: v for k, v in facts.items() if v is not None and kb.catalogue.facts[k].source in ("run", "context")},
     )
 
 
@@ -103,8 +103,8 @@ def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None =
             for p in paths]
     results = [diagnose_run(run, context, kb) for run in runs]
     report = DiagnoseReport(
-        diagnoses=_rank([f for r in results for f in r.diagnoses]),
-        notes=_rank([f for r in results for f in r.notes]),
+        diagnoses=rank_findings([f for r in results for f in r.diagnoses]),
+        notes=rank_findings([f for r in results for f in r.notes]),
         runs=results,
     )
     if len(results) > 1:

@@ -15,9 +15,21 @@ class FactSpec(BaseModel):
     type: FactType
     unit: str = ""
     definition: str
-    # run: measured on the curves; context: given by the user; derived: concluded by rules
-    source: Literal["run", "context", "derived"] = "run"
+    # run: measured on the curves; context: given by the user; derived: concluded by rules;
+    # threshold: a number of the knowledge itself (rules compare facts with it)
+    source: Literal["run", "context", "derived", "threshold"] = "run"
     values: list[str] | None = None  # allowed values of a str fact
+
+
+class Threshold(BaseModel):
+    """A judgement's number, named so that rules share it and calibration can fit it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    grid: list[float] = []   # the values calibration may choose from (bench/bench_corpus.py)
+    unit: str = ""
+    definition: str
 
 
 class Catalogue(BaseModel):
@@ -26,15 +38,30 @@ class Catalogue(BaseModel):
     # Parameters of the curve analysis (window sizes, robust z-scores), not judgements.
     analysis: dict[str, float] = {}
     facts: dict[str, FactSpec]
+    # Named numbers the rules compare facts with; each is also a fact of source "threshold".
+    thresholds: dict[str, Threshold] = {}
     # The fixed vocabulary of diagnosis labels this family may conclude.
     labels: list[str] = []
 
+    def model_post_init(self, _context: Any) -> None:
+        for name, t in self.thresholds.items():
+            if name in self.facts:
+                raise ValueError(f"threshold '{name}' is also a fact")
+            self.facts[name] = FactSpec(type="float", unit=t.unit, definition=t.definition,
+                                        source="threshold")
+
+    def threshold_values(self) -> dict[str, float]:
+        return {name: t.value for name, t in self.thresholds.items()}
+
     def initial_facts(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Every catalogued name bound: given values, False for derived flags, None (unknown) else."""
+        """Every catalogued name bound: given values, the thresholds' values, False for derived
+        flags, None (unknown) else. A given threshold overrides the file's (calibration)."""
         facts: dict[str, Any] = {}
         for name, spec in self.facts.items():
             if name in given:
                 facts[name] = given[name]
+            elif spec.source == "threshold":
+                facts[name] = self.thresholds[name].value
             else:
                 facts[name] = False if spec.source == "derived" and spec.type == "bool" else None
         return facts

@@ -97,7 +97,8 @@ def _finding(kb: KnowledgeBase, rule: Rule, facts: dict[str, Any]) -> Finding:
     # Evidence: the facts the message quotes, then the measured facts the condition tested.
     quoted = list(dict.fromkeys(
         kb.quoted[rule.code] + rule.evidence
-        + [n for n in sorted(kb.inputs[rule.code]) if specs[n].source != "derived" and specs[n].type != "bool"]))
+        + [n for n in sorted(kb.inputs[rule.code])
+           if specs[n].source not in ("derived", "threshold") and specs[n].type != "bool"]))
     evidence = [Evidence(fact=n, value=_fmt_value(facts[n]), unit=specs[n].unit,
                          definition=specs[n].definition)
                 for n in quoted if facts.get(n) is not None]

@@ -249,14 +249,16 @@ def _order(rules: list[Rule], inputs: dict[str, set[str]], family: str) -> list[
 
 def _cache_file(folder: Path, base: Path) -> Path | None:
     """Where a validated knowledge base is kept between runs, keyed by the rule files' sizes and
-    times (and advisor's version): loading YAML and checking every rule costs more than reading
-    a pickle, and `diagnose` must start fast."""
+    times, advisor's version and the engine's own modules (whose classes the pickle holds):
+    loading YAML and checking every rule costs more than reading a pickle, and `diagnose` must
+    start fast."""
     import zlib
 
     from advisor import __version__
 
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    files = sorted([*folder.glob("*.yaml"), *(base / "tables").glob("*.yaml")])
+    files = sorted([*folder.glob("*.yaml"), *(base / "tables").glob("*.yaml")]) + sorted(
+        Path(__file__).parent.glob("*.py"))
     text = f"{__version__}|{folder.resolve()}" + "".join(
         f"|{p.name}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in files)
     data = text.encode()

@@ -7,6 +7,7 @@ z-scores of the analysis itself, read from the catalogue's `analysis` section.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,60 @@ def _reversals(x: np.ndarray, threshold: float) -> float | None:
     return float(flips.sum() / len(x))
 
 
+def epoch_spikes(x: np.ndarray, ratio: float) -> np.ndarray:
+    """Points that jump to `ratio` times both neighbours and come back (epoch-level values).
+    Measured as a rise over the higher neighbour against that neighbour's magnitude, so that a
+    loss below zero (a negative log-likelihood) has spikes too."""
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return np.zeros(0, dtype=bool)
+    mid, high = x[1:-1], np.maximum(x[:-2], x[2:])
+    floor = 1e-3 * (np.max(np.abs(x)) or 1.0)  # a neighbour at ~0 is not a scale
+    return (mid - high) >= (ratio - 1.0) * np.maximum(np.abs(high), floor)
+
+
+def recovered_bump(x: np.ndarray, recovery: float) -> float | None:
+    """The largest rise above the best value so far (as a ratio) that the curve later took
+    back: after its peak it came down by at least `recovery` of the excess. A loss > 0 only."""
+    x = x[np.isfinite(x)]
+    if len(x) < 4 or np.any(x <= 0):
+        return None
+    best_so_far = np.minimum.accumulate(x)
+    rise = x / best_so_far
+    later_low = np.minimum.accumulate(x[::-1])[::-1]  # lowest value from each point on
+    largest = 1.0
+    for i in np.flatnonzero(rise > 1.0):
+        if i + 1 < len(x) and later_low[i + 1] <= x[i] - recovery * (x[i] - best_so_far[i]):
+            largest = max(largest, float(rise[i]))
+    return largest
+
+
+def metric_swings(m: np.ndarray, relative: float) -> int:
+    """Reversals of the validation metric between neighbouring evaluations: a move of at least
+    `relative` of the metric's typical level, straight back by as much."""
+    m = m[np.isfinite(m)]
+    if len(m) < 4:
+        return 0
+    level = float(np.median(np.abs(m))) or 1.0
+    d = np.diff(m)
+    big = np.abs(d) >= relative * level
+    return int(np.sum(big[:-1] & big[1:] & (np.sign(d[:-1]) != np.sign(d[1:]))))
+
+
+def tail_gain(x: np.ndarray, fraction: float) -> float | None:
+    """Relative improvement of a lower-is-better curve over its last `fraction`, from the mean
+    of the third before it to the mean of the last few points (means: robust to one bad epoch)."""
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n < 5:
+        return None
+    k = max(2, math.ceil(fraction * n))
+    end = max(1, min(3, k // 3))
+    before = float(np.mean(x[n - k - end: n - k + 1])) if n - k - end >= 0 else float(x[0])
+    after = float(np.mean(x[-end:]))
+    return _rel(before, after)
+
+
 def spike_settings(a: dict[str, float], initial_loss: float, per_step: bool) -> dict[str, float]:
     return {"window": int(a["spike_window_steps" if per_step else "spike_window_epochs"]),
             "z": a["spike_z"], "min_ratio": a["spike_min_ratio"],
@@ -115,6 +170,65 @@ def _metric_resolution(m: np.ndarray) -> float | None:
     if len(values) < 5:
         return None
     return float(np.diff(values).min())
+
+
+def _is_accuracy(metric: str) -> bool:
+    from advisor.ingest.roles import normalize
+
+    return bool(re.search(r"(^|_)(acc|accuracy|top_?1|categorical_accuracy)(_|$)", normalize(metric)))
+
+
+def _distinct(x: np.ndarray) -> np.ndarray:
+    """An evaluation logged again unchanged on the next epoch is one evaluation, not two."""
+    if len(x) < 2:
+        return x
+    return x[np.concatenate([[True], x[1:] != x[:-1]])]
+
+
+def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: np.ndarray,
+                     metric: np.ndarray, higher_is_better: bool | None) -> None:
+    """Epoch-level instability: spikes that come back, blow-ups that recover, swinging metrics,
+    a training loss that climbs away from its best (per-step noise inside an epoch is not it)."""
+    ratio = a["epoch_spike_ratio"]
+    val, metric = _distinct(val), _distinct(metric)
+    f["train_epoch_spikes"] = int(epoch_spikes(train, ratio).sum()) if len(train) >= 3 else None
+    f["val_spikes"] = int(epoch_spikes(val, ratio).sum()) if len(val) >= 3 else None
+    bumps = [b for b in (recovered_bump(train, a["bump_recovery"]), recovered_bump(val, a["bump_recovery"]))
+             if b is not None]
+    f["bump_ratio"] = _r(max(bumps)) if bumps else None
+    if len(metric) >= 4:
+        f["metric_swings"] = metric_swings(metric, a["metric_swing_relative"])
+        sign = 1.0 if higher_is_better else -1.0
+        sm = _smooth(sign * metric, 3)
+        best = float(np.max(sm))
+        if best != 0:
+            f["metric_drop"] = _r((best - float(sm[-1])) / abs(best))
+    if len(train) >= 4 and np.all(train > 0):
+        s = _smooth(train, 3)
+        f["train_end_over_best"] = _r(float(s[-1] / s.min()))
+
+
+def _end_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: np.ndarray,
+               metric: np.ndarray, higher_is_better: bool | None, l0: float | None) -> None:
+    """How the run ends, judged on the curve a practitioner reads: the validation loss, else the
+    validation metric, else the training loss."""
+    if len(val) >= 5:
+        curve, name = val, "val_loss"
+    elif len(metric) >= 5:
+        curve, name = (-metric if higher_is_better else metric), "val_metric"
+    else:
+        curve, name = train, "train_loss"
+    if len(curve) < 5:
+        return
+    f["judged_on"] = name
+    f["end_gain"] = _r(tail_gain(curve, a["end_fraction"]))
+    f["end_best_fraction"] = _r(int(np.argmin(_smooth(curve, 3))) / (len(curve) - 1))
+    total = float(np.max(curve[: max(1, len(curve) // 10)]) - np.min(curve))
+    k = max(2, math.ceil(a["end_fraction"] * len(curve)))
+    if total > 0:  # the share of all progress made in the last part
+        f["end_share"] = _r(float(curve[-k - 1] - np.min(curve[-k:])) / total)
+    if l0 is not None and f.get("loss_final") is not None and f["loss_final"] < 0 and l0 != 0:
+        f["loss_magnitude_growth"] = _r(abs(f["loss_final"]) / abs(l0))
 
 
 def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
@@ -243,6 +357,10 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
             f["best_val_fraction"] = _r(best / max(1, len(mm) - 1))
     if train_metric is not None and np.isfinite(train_metric).any():
         f["best_train_metric"] = _r(float(np.nanmax(train_metric[np.isfinite(train_metric)])))
+    f["metric_is_accuracy"] = bool(run.metric and run.higher_is_better and _is_accuracy(run.metric))
+    tr = before_cut(train)[0] if f["has_train_loss"] else np.array([])
+    _stability_facts(f, a, tr, vv, mm, run.higher_is_better)
+    _end_facts(f, a, tr, vv, mm, run.higher_is_better, l0)
 
     # --- learning-rate schedule -----------------------------------------------------------
     lr = run.step_series("lr")
