@@ -189,8 +189,8 @@ def print_report(r: dict[str, Any]) -> None:
 
 _SHOWN = ("n_epochs", "best_val_fraction", "val_rise", "gap_end", "gap_trend", "train_total_improvement",
           "train_tail_improvement", "val_tail_improvement", "tail_to_head", "plateau_onset_fraction",
-          "val_spike_count", "val_oscillation", "metric_oscillation", "metric_drop", "loss_peak_ratio",
-          "spike_count", "train_rise", "n_parts")
+          "val_spikes", "train_epoch_spikes", "train_bump", "val_bump", "metric_swings", "metric_drop", "loss_peak_ratio",
+          "spike_count", "train_rise", "train_end_over_best", "judged_on", "end_gain", "end_best_fraction")
 
 
 def print_misses(cases: list[Case], predicted: dict[int, list[str]]) -> None:

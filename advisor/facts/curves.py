@@ -104,7 +104,7 @@ def _reversals(x: np.ndarray, threshold: float) -> float | None:
     return float(flips.sum() / len(x))
 
 
-def epoch_spikes(x: np.ndarray, ratio: float) -> np.ndarray:
+def epoch_spikes(x: np.ndarray, ratio: float, min_jump: float) -> np.ndarray:
     """Points that jump to `ratio` times both neighbours and come back (epoch-level values).
     Measured as a rise over the higher neighbour against that neighbour's magnitude, so that a
     loss below zero (a negative log-likelihood) has spikes too."""
@@ -113,12 +113,14 @@ def epoch_spikes(x: np.ndarray, ratio: float) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     mid, high = x[1:-1], np.maximum(x[:-2], x[2:])
     floor = 1e-3 * (np.max(np.abs(x)) or 1.0)  # a neighbour at ~0 is not a scale
-    return (mid - high) >= (ratio - 1.0) * np.maximum(np.abs(high), floor)
+    jump = mid - high
+    return (jump >= (ratio - 1.0) * np.maximum(np.abs(high), floor)) & (jump >= min_jump * np.ptp(x))
 
 
-def recovered_bump(x: np.ndarray, recovery: float) -> float | None:
+def recovered_bump(x: np.ndarray, recovery: float, min_jump: float) -> float | None:
     """The largest rise above the best value so far (as a ratio) that the curve later took
-    back: after its peak it came down by at least `recovery` of the excess. A loss > 0 only."""
+    back: after its peak it came down by at least `recovery` of the excess. The excess must be
+    `min_jump` of the curve's range or more. A loss > 0 only."""
     x = x[np.isfinite(x)]
     if len(x) < 4 or np.any(x <= 0):
         return None
@@ -126,7 +128,7 @@ def recovered_bump(x: np.ndarray, recovery: float) -> float | None:
     rise = x / best_so_far
     later_low = np.minimum.accumulate(x[::-1])[::-1]  # lowest value from each point on
     largest = 1.0
-    for i in np.flatnonzero(rise > 1.0):
+    for i in np.flatnonzero((rise > 1.0) & (x - best_so_far >= min_jump * np.ptp(x))):
         if i + 1 < len(x) and later_low[i + 1] <= x[i] - recovery * (x[i] - best_so_far[i]):
             largest = max(largest, float(rise[i]))
     return largest
@@ -189,13 +191,13 @@ def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, 
                      metric: np.ndarray, higher_is_better: bool | None) -> None:
     """Epoch-level instability: spikes that come back, blow-ups that recover, swinging metrics,
     a training loss that climbs away from its best (per-step noise inside an epoch is not it)."""
-    ratio = a["epoch_spike_ratio"]
+    ratio, jump = a["epoch_spike_ratio"], a["min_jump_of_range"]
     val, metric = _distinct(val), _distinct(metric)
-    f["train_epoch_spikes"] = int(epoch_spikes(train, ratio).sum()) if len(train) >= 3 else None
-    f["val_spikes"] = int(epoch_spikes(val, ratio).sum()) if len(val) >= 3 else None
-    bumps = [b for b in (recovered_bump(train, a["bump_recovery"]), recovered_bump(val, a["bump_recovery"]))
-             if b is not None]
-    f["bump_ratio"] = _r(max(bumps)) if bumps else None
+    f["train_epoch_spikes"] = int(epoch_spikes(train, ratio, jump).sum()) if len(train) >= 3 else None
+    f["val_spikes"] = int(epoch_spikes(val, ratio, jump).sum()) if len(val) >= 3 else None
+    # a blow-up lasts: on a 3-epoch rolling median a lone spike vanishes (spikes are counted above)
+    f["train_bump"] = _r(recovered_bump(_smooth(train, 3), a["bump_recovery"], jump))
+    f["val_bump"] = _r(recovered_bump(_smooth(val, 3), a["bump_recovery"], jump))
     if len(metric) >= 4:
         f["metric_swings"] = metric_swings(metric, a["metric_swing_relative"])
         sign = 1.0 if higher_is_better else -1.0
@@ -205,7 +207,8 @@ def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, 
             f["metric_drop"] = _r((best - float(sm[-1])) / abs(best))
     if len(train) >= 4 and np.all(train > 0):
         s = _smooth(train, 3)
-        f["train_end_over_best"] = _r(float(s[-1] / s.min()))
+        climbed = s[-1] - s.min() >= jump * np.ptp(train)
+        f["train_end_over_best"] = _r(float(s[-1] / s.min())) if climbed else 1.0
 
 
 def _end_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: np.ndarray,
