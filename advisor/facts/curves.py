@@ -225,7 +225,10 @@ def _end_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: n
         return
     f["judged_on"] = name
     f["end_gain"] = _r(tail_gain(curve, a["end_fraction"]))
-    f["end_best_fraction"] = _r(int(np.argmin(_smooth(curve, 3))) / (len(curve) - 1))
+    smooth = _smooth(curve, 3)
+    f["end_best_fraction"] = _r(int(np.argmin(smooth)) / (len(curve) - 1))
+    if smooth.min() != 0:
+        f["end_off_best"] = _r(float((smooth[-1] - smooth.min()) / abs(smooth.min())))
     total = float(np.max(curve[: max(1, len(curve) // 10)]) - np.min(curve))
     k = max(2, math.ceil(a["end_fraction"] * len(curve)))
     if total > 0:  # the share of all progress made in the last part

@@ -8,7 +8,7 @@ import numpy as np
 
 from advisor.advice.diagnosis import RunDiagnosis
 from advisor.errors import InputError
-from advisor.facts.curves import spike_mask, spike_settings
+from advisor.facts.curves import epoch_spikes, spike_mask, spike_settings
 from advisor.ingest import RunLog
 
 
@@ -52,6 +52,7 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
         overfit = any(f.label == "overfitting" for f in res.diagnoses)
         ax.axvline(facts["best_val_epoch"], color="green", ls="--",
                    label="best epoch / overfitting onset" if overfit else "best val epoch")
+    _shade(ax, epochs, run, res, analysis)
     finite = run.epochs[[c for c in ("train_loss", "val_loss") if c in run.epochs]].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
@@ -74,4 +75,58 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
         ax_lr.legend(loc="lower right", fontsize=8)
     if ax_metric.lines:
         ax_metric.legend(loc="upper left", fontsize=8)
+    else:
+        ax_metric.text(0.5, 0.5, "no metric or learning rate logged", ha="center", va="center",
+                       transform=ax_metric.transAxes, color="gray")
     ax_metric.set_title("metric and learning rate", fontsize=10)
+
+
+_COLORS = {"diverged": "red", "unstable": "orange", "overfitting": "purple", "underfitting": "brown",
+           "not_learning": "gray", "slow_convergence": "tab:cyan", "plateau": "khaki"}
+
+
+def _regions(epochs: np.ndarray, run: RunLog, res: RunDiagnosis,
+             analysis: dict[str, float]) -> list[tuple[float, float, str]]:
+    """Where each diagnosis shows on the curve: the epochs behind it, from the run's facts."""
+    if not len(epochs):
+        return []
+    facts, first, last = res.facts, float(epochs[0]), float(epochs[-1])
+    tail = float(epochs[max(0, len(epochs) - 1 - int(np.ceil(analysis["end_fraction"] * len(epochs))))])
+    regions: list[tuple[float, float, str]] = []
+    for label in dict.fromkeys(f.label for f in res.diagnoses if f.label):
+        if label == "diverged":
+            start = facts.get("nonfinite_epoch")
+            if start is None and "train_loss" in run.epochs:
+                start = float(epochs[int(np.nanargmax(run.epochs["train_loss"].to_numpy(dtype=float)))])
+            regions.append((float(start if start is not None else first), last, label))
+        elif label == "overfitting":
+            regions.append((float(facts.get("best_val_epoch", tail)), last, label))
+        elif label in ("plateau", "slow_convergence"):
+            regions.append((tail, last, label))
+        elif label in ("underfitting", "not_learning"):
+            regions.append((first, last, label))
+        elif label == "unstable":
+            for role in ("train_loss", "val_loss"):
+                if role in run.epochs:
+                    y = run.epochs[role].to_numpy(dtype=float)
+                    ok = np.isfinite(y)
+                    spikes = epoch_spikes(y[ok], analysis["epoch_spike_ratio"], analysis["min_jump_of_range"])
+                    for e in epochs[ok][1:-1][spikes]:
+                        regions.append((float(e) - 0.5, float(e) + 0.5, label))
+            if any(f.code == "D204" for f in res.diagnoses) and "train_loss" in run.epochs:
+                low = np.nanargmin(run.epochs["train_loss"].to_numpy(dtype=float))
+                regions.append((float(epochs[low]), last, label))  # the climb from the best
+            if not any(r[2] == label for r in regions):  # swings or a blow-up: the whole run
+                regions.append((first, last, label))
+    return regions
+
+
+def _shade(ax, epochs: np.ndarray, run: RunLog, res: RunDiagnosis, analysis: dict[str, float]) -> None:
+    """Shade the region behind each finding, its label written once at the top of the first."""
+    named: set[str] = set()
+    for x0, x1, label in _regions(epochs, run, res, analysis):
+        ax.axvspan(x0, x1, color=_COLORS.get(label, "gray"), alpha=0.12, lw=0)
+        if label not in named:
+            named.add(label)
+            ax.text(x0, 0.98, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8,
+                    color=_COLORS.get(label, "gray"))
