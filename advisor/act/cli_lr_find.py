@@ -54,6 +54,7 @@ def lr_find(
     repeats: int = typer.Option(1, "--repeats", help="Run the test N times with other seeds; report the spread."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Passed to build(hp) as hp['batch_size']."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the curve and the suggestion to this PNG."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else)."),
 ) -> None:
     """Find a good learning rate: an LR range test on your model, read by several estimators."""
@@ -67,7 +68,7 @@ def lr_find(
     optimizer = optimizer.lower()
     _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, repeats, batch_size)
     if plot is not None:
-        check_output_path(plot)
+        check_output_path(plot, _task_files(task, demo), force)
 
     torch = _need("torch", "advisor lr-find needs PyTorch: pip install 'advisor[train]' "
                   "(with a GPU, install the CUDA build of torch first)")
@@ -106,7 +107,7 @@ def lr_find(
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
                      weight_decay, batch_size, describe_device(dev), seconds)
     if plot is not None:
-        write_output(plot, None, [], writer=lambda p: draw_plot(report, p))
+        write_output(plot, None, _task_files(task, demo), writer=lambda fh: draw_plot(report, fh), force=force)
     if json_:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:
@@ -148,6 +149,18 @@ def _need(module: str, message: str):
         return importlib.import_module(module)
     except ImportError:
         raise InputError(message) from None
+
+
+def _task_files(task: Optional[str], demo: bool) -> list[Path]:
+    """The task's file and every module file imported so far (the task's own imports among them):
+    --plot must never land on the user's code."""
+    files = [Path(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+             if isinstance(f, str)]
+    if task and not demo:
+        from advisor.act.task import split_spec
+
+        files.append(Path(split_spec(task)[0]).expanduser())
+    return files
 
 
 def _build(spec: str, hp: dict):
@@ -277,7 +290,9 @@ def _render(report, console) -> None:
 
 
 def draw_plot(report, path) -> None:
-    """Loss against LR (log scale): raw, both smoothings, the suggestion, its range, the estimators."""
+    """Loss against LR (log scale): raw, both smoothings, the suggestion, its range, the estimators.
+
+    `path` is a file name or an open binary file (as write_output gives it); always PNG."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -6,13 +6,14 @@ the other commands start fast.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from advisor.commands.common import check_fail_on, console, exit_for, write_output
+from advisor.commands.common import check_fail_on, check_output_path, console, exit_for, write_output
 from advisor.errors import InputError
 
 
@@ -45,6 +46,7 @@ def audit(
                                                  "baseline (default: the first trial, when it was enqueued)."),
     json_: bool = typer.Option(False, "--json", help="Print the audit as JSON on stdout (nothing else)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown report to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --report file."),
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never."),
     timeout: float = typer.Option(5.0, "--timeout", help="Seconds to wait for a storage server before giving up."),
 ) -> None:
@@ -54,13 +56,14 @@ def audit(
         raise InputError(f"--timeout: must be positive, got {timeout}")
     from advisor.advice.audit import audit as run_audit
 
+    if report is not None:
+        check_output_path(report, _input_files(study), force)
     result = run_audit(study, study=study_name, metric=metric, direction=direction,
                        baseline_trial=baseline_trial, timeout=timeout)
     if report is not None:
         from advisor.render.audit import markdown
 
-        inputs = [Path(study)] if "://" not in study else []
-        write_output(report, markdown(result), inputs)
+        write_output(report, markdown(result), _input_files(study), force=force)
     if json_:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -68,3 +71,11 @@ def audit(
 
         render(result, console())
     exit_for(fail_on, result.worst_severity())
+
+
+def _input_files(study: str) -> list[Path]:
+    """The file the audit reads: a path, or the SQLite file behind a sqlite:/// URL."""
+    if "://" not in study:
+        return [Path(study)]
+    m = re.match(r"sqlite(?:\+\w+)?:///([^?]+)", study)
+    return [Path(m.group(1))] if m else []  # a database server holds no file of ours

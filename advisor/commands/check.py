@@ -38,7 +38,8 @@ def check(
     model_family: Optional[str] = typer.Option(None, help="Model family: cnn, transformer, mlp, rnn."),
     fix: bool = typer.Option(False, "--fix", help="Write the space with the findings' fixes applied (to SPACE.fixed.yaml, or --out)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where --fix writes (never over an existing file)."),
-    in_place: bool = typer.Option(False, "--in-place", help="With --fix: rewrite SPACE itself."),
+    in_place: bool = typer.Option(False, "--in-place", help="With --fix: rewrite SPACE itself (through a "
+                                  "symlink, keeping its mode; never a read-only file)."),
     json_: bool = typer.Option(False, "--json", help="Print the findings as JSON on stdout (nothing else)."),
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never."),
 ) -> None:
@@ -87,12 +88,13 @@ def _write_fixed(space: Path, sf, fixes, out: Optional[Path], in_place: bool, re
     from advisor.advice.check import fixed_document
 
     target = space if in_place else (out or space.with_name(f"{space.stem}.fixed{space.suffix or '.yaml'}"))
-    if not in_place and target.exists():
+    if not in_place and target.is_file():  # a device or pipe (--out /dev/stdout) is written to
         raise InputError(f"{target}: exists already; choose another file with --out (nothing was written)")
     yaml, doc, notes = fixed_document(sf, fixes)
     buffer = io.StringIO()
     yaml.dump(doc, buffer)
-    write_output(target, buffer.getvalue(), [] if in_place else [space])
+    # --in-place is the user's leave to replace SPACE; any other file that exists is refused above
+    write_output(target, buffer.getvalue(), [] if in_place else [space], force=in_place)
     msg = console(stderr=True)
     msg.print(f"advisor: wrote {target} ({len(fixes)} fixes)")
     for note in notes:

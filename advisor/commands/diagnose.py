@@ -40,6 +40,7 @@ def diagnose(
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (nothing else)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown report to this file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the annotated curves to this PNG."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --report or --plot file."),
     fail_on: str = typer.Option("error", "--fail-on", help="Exit 1 on findings at or above: error, warning, info, never."),
     optimizer: Optional[str] = typer.Option(None, help="Optimizer used: sgd, adam, adamw, rmsprop."),
     model_family: Optional[str] = typer.Option(None, help="Model family: cnn, transformer, mlp, rnn."),
@@ -69,16 +70,17 @@ def diagnose(
     )
     result, logs = run_diagnosis(runs, context, format, parse_assignments(map_, "--map"))
 
+    inputs = runs + [Path(log.path) for log in logs]  # a folder's log too, as read
     if report is not None:
         from advisor.render.markdown import render as render_md
 
-        write_output(report, render_md(result), runs)
+        write_output(report, render_md(result), inputs, force=force)
     if plot is not None:
         from advisor.engine import load_knowledge
         from advisor.render.plot import plot as draw
 
         analysis = load_knowledge("diagnose").catalogue.analysis
-        write_output(plot, None, runs, writer=lambda p: draw(logs, result.runs, analysis, p))
+        write_output(plot, None, inputs, writer=lambda fh: draw(logs, result.runs, analysis, fh), force=force)
     if json_:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from advisor.commands.common import check_choice, console, write_output
+from advisor.commands.common import check_choice, check_output_path, console, write_output
 from advisor.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -60,7 +60,7 @@ def plan(
                                             "minimize for a metric named *loss*, else maximize)."),
     emit: Optional[str] = typer.Option(None, "--emit", help="Write the plan as: optuna, wandb, ray, yaml."),
     out: Optional[Path] = typer.Option(None, "--out", help="File for --emit."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
     json_: bool = typer.Option(False, "--json", help="Print the plan as JSON on stdout (nothing else)."),
 ) -> None:
     """Plan a hyperparameter search: strategy, parameters and ranges, budget split, pruner, stop rules."""
@@ -92,8 +92,9 @@ def plan(
         raise InputError(f"--emit {emit} needs --out FILE")
     if out is not None and not emit:
         raise InputError("--out needs --emit optuna|wandb|ray|yaml")
-    if out is not None and out.exists() and not force:
-        raise InputError(f"{out}: already exists; use --force to overwrite it")
+    inputs = [p for p in (from_, lr_from) if p is not None]
+    if out is not None:
+        check_output_path(out, inputs, force)
     optimizer = optimizer.lower() if optimizer else None
     names = parse_params(params)
     cur = parse_current(parse_assignments(current, "--current"), optimizer)
@@ -112,7 +113,8 @@ def plan(
                             current={k: str(v) for k, v in cur.items() if not isinstance(v, str)
                                      and k in ("learning_rate", "weight_decay", "batch_size", "warmup",
                                                "dropout", "momentum")})
-        report, _ = diagnose([from_], ctx)
+        report, logs = diagnose([from_], ctx)
+        inputs += [Path(log.path) for log in logs]  # the log found inside a --from folder
         diagnosis = summarize_diagnosis(report)
 
     direction = (direction or ("minimize" if "loss" in metric.lower() else "maximize")).lower()
@@ -128,7 +130,7 @@ def plan(
         from advisor.emit import emit as emit_plan
 
         text = emit_plan(result, emit, out.name)
-        write_output(out, text, [p for p in (from_, lr_from) if p is not None])
+        write_output(out, text, inputs, force=force)
     if json_:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:

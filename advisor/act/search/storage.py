@@ -44,6 +44,29 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _refuse_foreign_tables(url: str, path) -> None:
+    """Optuna would add its tables to any SQLite database: refuse one that holds other data."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from optuna.storages._rdb.models import BaseModel  # the tables this Optuna creates
+
+    ours = set(BaseModel.metadata.tables) | {"alembic_version"}
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"--storage {url}: {path} is not a readable SQLite database ({exc})") from None
+    other = sorted(t for t in tables - ours if not t.startswith("sqlite_"))
+    if other:
+        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+        raise InputError(f"--storage {url}: {path} holds tables that are not Optuna's ({shown}); "
+                         "give a new .db file (nothing was written)")
+
+
 def open_storage(url: str, timeout: float = 10.0):
     """An Optuna storage for `url`, or InputError in one line (no hanging on a dead server)."""
     import optuna
@@ -85,6 +108,7 @@ def open_storage(url: str, timeout: float = 10.0):
             with path.open("rb") as fh:
                 if fh.read(16) != b"SQLite format 3\x00":
                     raise InputError(f"--storage {url}: {path} exists and is not a SQLite database")
+            _refuse_foreign_tables(url, path)
         kwargs = {"connect_args": {"timeout": max(1, int(math.ceil(timeout)) * 3)}}
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
