@@ -606,19 +606,46 @@ def test_sanity_rules_read_the_facts() -> None:
 
 # --------------------------------------------------------------------------- workers, imports
 
-def test_two_workers_share_a_journal_and_the_budget(cli, tmp_path) -> None:
+GATED_OBJECTIVE = """
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_gated_objective_task", {source!r})
+_task = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_task)
+_deadline = time.monotonic() + 120  # a worker that never comes: this process stops waiting, the test fails
+
+
+def objective(hp, report):
+    \"\"\"objective_task's objective, behind a gate: a trial starts scoring only once two processes
+    have each begun a trial (one file per process id in ADVISOR_TEST_GATE).\"\"\"
+    gate = Path(os.environ["ADVISOR_TEST_GATE"])
+    (gate / str(os.getpid())).touch()
+    while len(list(gate.iterdir())) < 2 and time.monotonic() < _deadline:
+        time.sleep(0.02)
+    return _task.objective(hp, report)
+
+
+objective.direction = "maximize"
+"""
+
+
+def test_two_workers_share_a_journal_and_the_budget(cli, tmp_path, monkeypatch) -> None:
+    # Each worker must take a trial however slowly the second process starts (importing optuna and
+    # torch takes seconds on a small machine): the first trial waits, behind a gate, until the other
+    # process has begun one too; no timing decides it.
+    task = tmp_path / "gated_task.py"
+    task.write_text(GATED_OBJECTIVE.format(source=str(TASKS / "objective_task.py")))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv("ADVISOR_TEST_GATE", str(gate))  # the spawned worker inherits it
+    monkeypatch.delenv("ADVISOR_TEST_DELAY", raising=False)
     plan = plan_file(tmp_path, trials=10, epochs=3)
     journal = tmp_path / "runs.journal"
-    env_delay = os.environ.get("ADVISOR_TEST_DELAY")
-    os.environ["ADVISOR_TEST_DELAY"] = "0.12"  # long enough for the second process to start and join
-    try:
-        r = cli("search", OBJECTIVE, "--plan", plan, "--storage", journal, "--study", "w", "--workers", "2",
-                "--json", "--top-k", "1")
-    finally:
-        if env_delay is None:
-            os.environ.pop("ADVISOR_TEST_DELAY")
-        else:
-            os.environ["ADVISOR_TEST_DELAY"] = env_delay
+    r = cli("search", f"{task}:objective", "--plan", plan, "--storage", journal, "--study", "w", "--workers", "2",
+            "--json", "--top-k", "1")
     assert r.code == 0, r.err
     doc = one_json(r.out)
     c = doc["trials"]
@@ -627,7 +654,9 @@ def test_two_workers_share_a_journal_and_the_budget(cli, tmp_path) -> None:
     st = optuna.load_study(study_name="w", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal))))
     workers = {t.user_attrs.get("worker") for t in st.get_trials(deepcopy=False) if not t.user_attrs.get("final")}
-    assert len(workers) == 2
+    assert len(workers) == 2, workers  # both took trials of the one study (host:pid each)
+    assert {w.rsplit(":", 1)[1] for w in workers} == {p.name for p in gate.iterdir()}
+    assert os.getpid() in {int(p.name) for p in gate.iterdir()}  # this process is worker 0
 
 
 def test_the_command_module_imports_neither_torch_nor_optuna() -> None:
