@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from advisor.facts.curves import epoch_spikes, spike_mask, spike_settings
 from advisor.ingest import RunLog
 
 
-def plot(runs: list[RunLog], results: list[RunDiagnosis], analysis: dict[str, float], out: Path) -> None:
+def plot(runs: list[RunLog], results: list[RunDiagnosis], analysis: dict[str, float], out: BinaryIO) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -23,10 +24,8 @@ def plot(runs: list[RunLog], results: list[RunDiagnosis], analysis: dict[str, fl
     for (ax_loss, ax_metric), run, res in zip(axes, runs, results):
         _draw(ax_loss, ax_metric, run, res, analysis)
     fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=110)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write the plot ({exc.strerror})") from None
+    try:  # `out` is the open file of write_output, which names the path if writing fails
+        fig.savefig(out, dpi=110, format="png")
     finally:
         plt.close(fig)
 
