@@ -1,0 +1,102 @@
+"""The epoch-level facts the corpus calibration brought in, the named thresholds, the scorer,
+and the shipped rules measured on the real labelled logs in fixtures/real/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advisor.engine import evaluate, load_knowledge
+from advisor.facts.curves import epoch_spikes, metric_swings, recovered_bump, tail_gain
+
+from conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_corpus  # noqa: E402
+
+
+def test_epoch_spikes_count_jumps_that_come_back_also_below_zero() -> None:
+    up = np.array([1.0, 0.9, 2.0, 0.85, 0.8, 0.8, 1.5, 0.7])
+    assert epoch_spikes(up, 1.5, 0.02).tolist() == [False, True, False, False, False, True]
+    # a Gaussian NLL below zero: the same shape shifted down still has its spikes
+    nll = np.array([-2.0, -2.1, 5.0, -2.2, -2.3])
+    assert epoch_spikes(nll, 1.5, 0.02).sum() == 1
+    # the jitter of a loss near zero against a curve that fell from 1.0 is not a spike
+    near_zero = np.array([1.0, 0.5, 0.01, 0.003, 0.009, 0.004, 0.004])
+    assert epoch_spikes(near_zero, 1.5, 0.02).sum() == 0
+
+
+def test_a_blow_up_recovers_only_when_the_curve_comes_back() -> None:
+    recovered = np.array([4.0, 2.0, 1.0, 2.5, 2.8, 1.2, 1.0])
+    assert recovered_bump(recovered, 0.5, 0.02) == pytest.approx(2.8)
+    stays_up = np.array([4.0, 2.0, 1.0, 2.5, 2.8, 2.7, 2.9])
+    assert recovered_bump(stays_up, 0.5, 0.02) == 1.0
+    assert recovered_bump(np.array([-1.0, -2.0, -1.5, -3.0]), 0.5, 0.02) is None  # not a loss > 0
+
+
+def test_metric_swings_are_reversals_relative_to_the_level() -> None:
+    assert metric_swings(np.array([0.80, 0.90, 0.41, 0.78, 0.80, 0.81]), 0.1) == 2
+    # WER in percent moving by a fraction of a point: no swing
+    assert metric_swings(np.array([34.6, 33.9, 34.2, 32.0, 32.4, 32.1]), 0.1) == 0
+
+
+def test_tail_gain_is_the_relative_improvement_over_the_last_part() -> None:
+    falling = np.linspace(2.0, 1.0, 30)
+    assert 0.2 < tail_gain(falling, 0.33) < 0.4
+    flat = np.concatenate([np.linspace(2.0, 1.0, 10), np.full(20, 1.0)])
+    assert abs(tail_gain(flat, 0.33)) < 1e-9
+    assert tail_gain(np.array([1.0, 0.9, 0.8]), 0.33) is None  # too short to judge
+
+
+def test_thresholds_are_facts_whose_values_calibration_can_override() -> None:
+    kb = load_knowledge("diagnose")
+    assert kb.catalogue.facts["overfit_rise"].source == "threshold"
+    facts = {"diverged": False, "has_val_loss": True, "has_train_loss": True, "val_rise": 0.07,
+             "best_val_fraction": 0.3, "gap_end": 0.5, "val_loss_best": 0.4, "best_val_epoch": 3}
+    fired = {f.code for f in evaluate(kb, {**facts, "overfit_rise": 0.05})[0]}
+    assert "D301" in fired
+    fired = {f.code for f in evaluate(kb, {**facts, "overfit_rise": 0.1})[0]}
+    assert "D301" not in fired
+    # a threshold is not evidence: findings quote the measured facts only
+    finding = next(f for f in evaluate(kb, facts)[0] if f.code == "D301")
+    assert "overfit_rise" not in {e.fact for e in finding.evidence}
+
+
+def test_folds_never_split_a_repository() -> None:
+    cases = [bench_corpus.Case(Path(f"f{i}"), "x", f"owner/repo{i % 7}", {"healthy"}, set()) for i in range(40)]
+    folds = bench_corpus.folds_of(cases, 5)
+    by_repo: dict[str, set[int]] = {}
+    for case, fold in zip(cases, folds):
+        by_repo.setdefault(case.repo, set()).add(fold)
+    assert all(len(f) == 1 for f in by_repo.values())
+    assert len(set(folds)) > 1
+
+
+def test_the_fit_never_scores_below_its_start() -> None:
+    kb = load_knowledge("diagnose")
+    case = bench_corpus.Case(Path("x"), "x", "o/r", {"overfitting"}, {"healthy"})
+    case.parts = [{"n_epochs": 30, "n_finite_epochs": 30, "has_train_loss": True, "has_val_loss": True,
+                   "has_validation": True, "val_rise": 0.07, "best_val_fraction": 0.3, "gap_end": 0.5,
+                   "val_loss_best": 0.4, "best_val_epoch": 3, "train_total_improvement": 0.9}]
+    start = {**kb.catalogue.threshold_values(), "overfit_rise": 0.15}
+    assert bench_corpus.score(kb, [case], start) == 0
+    fitted = bench_corpus.fit(kb, [case], start, {"overfit_rise": [0.05, 0.15]})
+    assert fitted["overfit_rise"] == 0.05
+    assert bench_corpus.score(kb, [case], fitted) == 1
+
+
+def test_plot_shades_overfitting_from_the_best_epoch(tmp_path: Path) -> None:
+    from advisor.advice.diagnosis import diagnose
+    from advisor.render.plot import _regions
+
+    kb = load_knowledge("diagnose")
+    report, runs = diagnose([FIXTURES / "runs" / "overfitting.keras.csv"], {})
+    epochs = runs[0].epochs.index.to_numpy(dtype=float)
+    regions = _regions(epochs, runs[0], report.runs[0], kb.catalogue.analysis)
+    overfit = [r for r in regions if r[2] == "overfitting"]
+    assert overfit and overfit[0][0] == report.runs[0].facts["best_val_epoch"]
+    assert overfit[0][1] == epochs[-1]
