@@ -97,12 +97,12 @@ def test_bad_context_values_exit_2(tmp_path: Path) -> None:
 
 def test_map_overrides_a_column_role(tmp_path: Path) -> None:
     path = tmp_path / "odd.csv"
-    path.write_text("ep,objective,holdout\n" + "".join(f"{e},{2 / (e + 1):.4f},{2.2 / (e + 1):.4f}\n"
+    path.write_text("ep,crit,holdout\n" + "".join(f"{e},{2 / (e + 1):.4f},{2.2 / (e + 1):.4f}\n"
                                                        for e in range(12)))
     assert run_cli("diagnose", path).code == 2  # no loss column by name
-    doc = json.loads(run_cli("diagnose", path, "--json", "--map", "train_loss=objective",
+    doc = json.loads(run_cli("diagnose", path, "--json", "--map", "train_loss=crit",
                              "--map", "val_loss=holdout").out)
-    assert doc["runs"][0]["columns"] == {"train_loss": "objective", "val_loss": "holdout", "epoch": "ep"}
+    assert doc["runs"][0]["columns"] == {"train_loss": "crit", "val_loss": "holdout", "epoch": "ep"}
 
 
 @pytest.mark.parametrize("key", ["D301", "d301", "overfitting"])

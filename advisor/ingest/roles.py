@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from functools import lru_cache
+from pathlib import Path
 
 from advisor.errors import InputError
 
 ROLES = ("epoch", "step", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm")
 
-_VAL = r"(?:val|valid|validation|eval|dev|test)"
-_TRAIN = r"(?:train|training|tr)"
+_VAL = r"(?:val|valid|validation|eval|dev)"
+_HELD_OUT = r"(?:val|valid|validation|eval|dev|test)"  # a test split only when no validation one
+_TRAIN = r"(?:train|training|trn|tr)"
 
 # Patterns over normalized names (lower case, separators turned into '_'), best first.
 _PATTERNS: dict[str, list[str]] = {
@@ -18,29 +23,40 @@ _PATTERNS: dict[str, list[str]] = {
              r"steps", r"it"],
     "train_loss": [rf"{_TRAIN}_loss_epoch", r"loss", rf"{_TRAIN}_loss", rf"{_TRAIN}_total_loss",
                    r"total_loss", rf"{_TRAIN}_loss_total", rf"{_TRAIN}_loss_step", r"loss_step",
-                   rf"{_TRAIN}_[a-z0-9_]*loss"],
+                   rf"{_TRAIN}_[a-z0-9_]*loss", r"objective", r"cost", rf"{_TRAIN}_(?:objective|cost)",
+                   # any other loss that is not a held-out one: data_loss, mean_loss, loss_kpt
+                   rf"(?!{_HELD_OUT}_)[a-z0-9_.]*_loss(?:_epoch)?", rf"loss_(?!{_HELD_OUT}$)[a-z0-9_.]+"],
     "val_loss": [rf"{_VAL}_loss", rf"{_VAL}_loss_epoch", rf"{_VAL}_total_loss",
-                 rf"{_VAL}_loss_total", rf"{_VAL}_[a-z0-9_]*loss"],
-    "train_metric": [rf"{_TRAIN}_acc(?:uracy)?(?:_epoch)?", r"acc(?:uracy)?", r"train_acc_step"],
+                 rf"{_VAL}_loss_total", rf"loss_{_VAL}", rf"{_VAL}_[a-z0-9_]*loss",
+                 rf"{_VAL}_(?:objective|cost)", rf"{_HELD_OUT}_loss(?:_epoch)?", rf"{_HELD_OUT}_[a-z0-9_]*loss"],
+    "train_metric": [rf"{_TRAIN}_acc(?:uracy)?(?:_epoch)?", r"acc(?:uracy)?", r"train_acc_step",
+                     # reinforcement learning and GRPO/PPO fine-tuning: the reward is the signal
+                     r"reward", r"rewards?_mean", r"mean_reward", r"(?:rollout_)?ep_rew_mean"],
     "val_metric": [rf"{_VAL}_acc(?:uracy)?(?:_epoch)?", rf"{_VAL}_accuracy_top_?1",
-                   r"metrics_map50_95(?:_b)?", rf"{_VAL}_(?:bbox_)?map", r"metrics_accuracy_top1",
+                   r"metrics_map(?:50_95|_0.5_0.95)(?:_b)?", rf"{_VAL}_(?:bbox_)?map", r"metrics_accuracy_top1",
+                   # detection and pose evaluations: detectron2 'bbox/AP', mmengine 'coco/AP'
+                   r"(?:bbox|segm|keypoints)_ap", rf"{_VAL}_(?:[a-z]+_)*m?ap",
                    rf"{_VAL}_(?:f1|auc|auroc|map|iou|miou|r2|score|top1|precision|recall)[a-z0-9_]*",
-                   rf"{_VAL}_(?!loss|runtime|samples|steps|time)[a-z0-9_]+",
-                   r"metrics_(?!.*loss)[a-z0-9_]+"],
+                   rf"{_VAL}_(?!.*loss|runtime|samples|steps|time)[a-z0-9_.]+",
+                   rf"{_HELD_OUT}_acc(?:uracy)?(?:_epoch)?", rf"{_HELD_OUT}_(?!.*loss|runtime|samples|steps|time)[a-z0-9_.]+",
+                   r"metrics_(?!.*loss)[a-z0-9_.]+"],
     "lr": [r"lr", r"learning_rate", r"lr_pg0", r"lr_[a-z0-9_]+", r"learning_rate_[a-z0-9_]+"],
     "grad_norm": [r"grad_norm", r"gradient_norm", r"grad_norm_total", r"grad_norm_[a-z0-9_.]*total",
                   rf"{_TRAIN}_grad_norm", r"[a-z0-9_]*grad_norm[a-z0-9_]*"],
 }
 _COMPILED = {role: [re.compile(f"^{p}$") for p in pats] for role, pats in _PATTERNS.items()}
 
-# Metric names where lower is better; everything else logged as a metric is taken as higher-better.
-_LOWER_BETTER = re.compile(r"(err|error|mae|mse|rmse|ppl|perplexity|wer|cer|loss|distance)")
+# Columns that are a row's position or a time stamp, never a curve (pandas' unnamed index, W&B's Step).
+_NOT_A_SERIES = re.compile(r"^(?:|unnamed_\d+|index|time|timestamp|_timestamp|wall_time|wall_sec|"
+                           r"created_at|date|datetime|runtime|_runtime|relative_time)$")
 # Metrics that loggers write in percent (detectron2, mmdetection, mmpretrain) on a 0-1 scale here.
 _FRACTION_LIKE = re.compile(r"(acc|accuracy|map|ap|precision|recall|f1|iou|top)")
 
 
 def normalize(name: str) -> str:
-    name = re.sub(r"\(([a-z])\)$", r"_\1", name.strip().lower())  # 'mAP50-95(B)' -> 'map50_95_b'
+    name = re.sub(r"(?<=[a-z]{2})(?=[A-Z][a-z])", "_", name.strip())  # 'ValLoss' -> 'Val_Loss'
+    name = re.sub(r"\(([a-z])\)$", r"_\1", name.lower())  # 'mAP50-95(B)' -> 'map50_95_b'
+    name = re.sub(r"^epoch/(?=.)", "", name)  # W&B's Keras callback: 'epoch/val_loss'
     return re.sub(r"[^a-z0-9_.]+", "_", name).strip("_") if name != "_step" else name
 
 
@@ -64,7 +80,19 @@ def find_roles(columns: list[str], overrides: dict[str, str], path: str) -> dict
                 roles[role] = match
                 taken.add(match)
                 break
+    # A log of one unnamed series (pd.Series.to_csv writes the header '0') is a loss curve.
+    if not {"train_loss", "val_loss", "train_metric", "val_metric"} & set(roles):
+        rest = [c for c in columns if c not in taken and not _NOT_A_SERIES.match(normalized[c])]
+        if len(rest) == 1:
+            roles["train_loss"] = rest[0]
     return roles
+
+
+def is_series(name: str) -> bool:
+    """Not an index, a time stamp, an epoch or a step: a column that can be a curve."""
+    norm = normalize(name)
+    return not (_NOT_A_SERIES.match(norm) or any(p.match(norm) for r in ("epoch", "step")
+                                                 for p in _COMPILED[r]))
 
 
 def step_column_for(train_col: str, columns: list[str]) -> str | None:
@@ -77,8 +105,34 @@ def step_column_for(train_col: str, columns: list[str]) -> str | None:
 
 
 def higher_is_better(metric: str) -> bool:
-    return not _LOWER_BETTER.search(normalize(metric))
+    words = re.split(r"[^a-z]+", normalize(metric))
+    return not any(_lower_is_better().match(w) for w in words if w)
 
 
 def is_fraction_like(metric: str) -> bool:
     return bool(_FRACTION_LIKE.search(normalize(metric)))
+
+
+@lru_cache(maxsize=None)
+def _lower_is_better() -> re.Pattern:
+    """rules/tables/metric_direction.yaml as one pattern. Importing PyYAML costs ~45 ms, a fifth
+    of what diagnose may spend beyond pandas, so the table is kept as JSON in ~/.cache/advisor
+    between runs, keyed by the file's size and time."""
+    from advisor.engine.loader import read_yaml, rules_dir
+
+    table = rules_dir() / "tables" / "metric_direction.yaml"
+    stat = table.stat()
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    cache = Path(root) / "advisor" / f"metric_direction-{stat.st_size}-{stat.st_mtime_ns}.json"
+    try:
+        words = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        words = [str(w) for w in read_yaml(table)["lower_is_better"]]
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            for old in cache.parent.glob("metric_direction-*.json"):
+                old.unlink(missing_ok=True)
+            cache.write_text(json.dumps(words), encoding="utf-8")
+        except OSError:  # a read-only home: just no cache
+            pass
+    return re.compile("^(?:" + "|".join(words) + ")$")
