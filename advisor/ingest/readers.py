@@ -7,10 +7,11 @@ cell in a sparse log is just a value logged on another row).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ import pandas as pd
 
 from advisor.errors import InputError
 
-FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics")
+FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text")
 _SNIFF_BYTES = 65536
 _CHUNK_ROWS = 1_000_000  # big logs are read in chunks, so peak memory stays near the final arrays
 
@@ -33,6 +34,9 @@ class RawLog:
     n_rows: int
     explicit_nan: dict[str, np.ndarray]  # per column, True where a cell held a logged NaN
     records: bool = False            # rows are JSON records (errors name records, not rows)
+    # runs side by side, when the reader knows them: (run name, {column: its name in the run})
+    groups: list[tuple[str, dict[str, str]]] | None = None
+    first_row: int = 2  # what error messages call row 0: its line in a CSV (1 for JSON records)
 
 
 def resolve_path(path: Path) -> Path:
@@ -71,14 +75,19 @@ def sniff(path: Path) -> tuple[str, bytes]:
         first = stripped.splitlines()[0]
         if '"mode"' in text and ('"env_info"' in first or '"mode"' in first):
             return "mmdet", head
+        if '"data_time"' in first and '"step"' in first:
+            return "mmengine", head
         if '"iteration"' in text:
             return "detectron2", head
         return "jsonl", head
-    header = stripped.splitlines()[0]
-    cols = [c.strip() for c in re.split(r"[,\t;]", header)]
-    padded = text.lstrip("\ufeff").startswith(" ")  # Ultralytics right-aligns its header
-    if any(c.startswith("train/") for c in cols) and any(c.startswith(("metrics/", "val/")) for c in cols) \
-            and padded:
+    lines = [line for line in stripped.splitlines()[:3] if line.strip()]
+    if len(lines) > 1 and all(len(_PAIR.findall(line)) >= 2 for line in lines[:2]):
+        return "text", head  # 'Epoch: [1/100], training loss: 1.64, ...' on every line
+    header, sep, _ = _csv_header(path)
+    cols = [c.strip() for c in header.split(sep)]
+    # Ultralytics results.csv: right-aligned with spaces up to 8.0, plain CSV since (with `time`)
+    if any(c.startswith("train/") for c in cols) and any(c.startswith("metrics/") for c in cols) \
+            and (header.startswith(" ") or any(c.startswith("val/") for c in cols)):
         return "ultralytics", head
     if "epoch" in cols and "step" in cols and any(
             c.endswith(("_step", "_epoch")) or c.startswith("lr-") for c in cols):
@@ -88,47 +97,81 @@ def sniff(path: Path) -> tuple[str, bytes]:
     return "csv", head
 
 
+def _csv_header(path: Path) -> tuple[str, str, int]:
+    """The header line, its separator, and how many title lines stand above it.
+
+    Read whole from the file, not from the sniff window: W&B exports with system metrics have
+    headers wider than 64 KB. A first line without any separator above one with separators is a
+    title (a CSVLogger file re-saved by a spreadsheet: 'model_history_log', then the header)."""
+    with path.open("rb") as fh:
+        first, second = (fh.readline().decode("utf-8", errors="replace").rstrip("\r\n") for _ in range(2))
+    first = first.lstrip("\ufeff")
+
+    def separator(line: str) -> str | None:
+        best = max(("\t", ",", ";"), key=line.count)
+        return best if line.count(best) else None
+
+    if separator(first) is None and separator(second) and re.search(r"[A-Za-z]", second):
+        return second, separator(second), 1
+    return first, separator(first) or ",", 0
+
+
 def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
     """Read a log. `wanted(header)` names the columns worth keeping (the rest are never parsed)."""
     detected, head = sniff(path)
     fmt = fmt or detected
     if fmt in ("csv", "tsv", "keras", "wandb", "lightning", "ultralytics"):
-        if detected in ("hf", "mmdet", "detectron2", "jsonl"):
+        if detected in ("hf", "mmdet", "mmengine", "detectron2", "jsonl"):
             raise InputError(f"{path}: looks like JSON, not {fmt}")
-        return _read_csv(path, head, detected if fmt == "csv" else fmt, wanted)
+        if detected == "text" and fmt == "csv":
+            return _read_text(path)
+        return _read_csv(path, detected if fmt == "csv" else fmt, wanted)
     if fmt == "hf":
         return _read_hf(path)
-    if fmt in ("jsonl", "detectron2", "mmdet"):
+    if fmt in ("jsonl", "detectron2", "mmdet", "mmengine"):
         return _read_jsonl(path, detected if fmt == "jsonl" else fmt)
+    if fmt == "text":
+        return _read_text(path)
     raise InputError(f"{path}: unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
 
 
-def _read_csv(path: Path, head: bytes, fmt: str, wanted: Callable[[list[str]], list[str]] | None) -> RawLog:
-    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff")
-    first_line = text.splitlines()[0] if text else ""
-    sep = max(("\t", ",", ";"), key=first_line.count) if first_line else ","
-    if first_line.count(sep) == 0:
-        sep = ","
+_USECOLS_FROM = 256  # wider headers (W&B exports with system metrics) are read for the wanted columns
+
+
+def _read_csv(path: Path, fmt: str, wanted: Callable[[list[str]], list[str]] | None) -> RawLog:
+    header_line, sep, title_lines = _csv_header(path)
     padded = fmt == "ultralytics"  # Ultralytics right-aligns headers and values with spaces
-    header = next(csv.reader(io.StringIO(first_line), delimiter=sep, skipinitialspace=padded), [])
+    header = next(csv.reader([header_line], delimiter=sep, skipinitialspace=padded), [])
     header = [h.strip() if padded else h for h in header]
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise InputError(f"{path}: column '{dup}' appears twice in the header")
-    keep = [header.index(c) for c in wanted(header)] if wanted else None
+    # Only a wide header is read for the columns wanted: with `usecols` pandas no longer checks
+    # that a row has no more fields than the header, and such a row would be read shifted.
+    keep = sorted(header.index(c) for c in wanted(header)) if wanted and len(header) > _USECOLS_FROM else None
     # Empty cells are missing values; a written 'nan' stays text so that it can be told apart.
-    options = dict(sep=sep, skipinitialspace=padded, engine="c", encoding="utf-8-sig",
-                   usecols=sorted(keep) if keep else None, keep_default_na=False, na_values=[""])
+    options = dict(sep=sep, skipinitialspace=padded, engine="c", encoding="utf-8-sig", skiprows=title_lines,
+                   header=0, names=header, index_col=False, usecols=keep, keep_default_na=False, na_values=[""])
     try:
         parts: dict[str, list[np.ndarray]] = {}
-        for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
-            for name in chunk.columns:
-                parts.setdefault(str(name).strip() if padded else str(name), []).append(chunk[name].to_numpy())
+        with warnings.catch_warnings():
+            # pandas only warns when the first row is the one with too many fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
+                for name in chunk.columns:
+                    parts.setdefault(str(name), []).append(chunk[name].to_numpy())
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path}: line {title_lines + 2} has more fields than the header's {len(header)} "
+                         f"(its values would be read under the wrong columns)") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start} of a block); not a training log") from None
     except (pd.errors.ParserError, ValueError) as exc:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if ragged:
+            raise InputError(f"{path}: line {ragged[2]} has {ragged[3]} fields, more than the header's "
+                             f"{ragged[1]} (its values would be read under the wrong columns)") from None
         msg = str(exc).strip().splitlines()[-1]
         raise InputError(f"{path}: not a readable {sep!r}-separated table ({msg})") from None
     columns: dict[str, np.ndarray] = {}
@@ -139,7 +182,7 @@ def _read_csv(path: Path, head: bytes, fmt: str, wanted: Callable[[list[str]], l
     if not columns:
         columns = {h: np.array([], dtype=float) for h in header}
     n_rows = len(next(iter(columns.values()))) if columns else 0
-    raw = RawLog(fmt, columns, n_rows, {})
+    raw = RawLog(fmt, columns, n_rows, {}, first_row=title_lines + 2)
     if fmt == "ultralytics":
         _add_total_losses(raw, str(path))
     return raw
@@ -163,7 +206,7 @@ def _records_to_raw(records: list[dict], fmt: str, path: Path) -> RawLog:
             if isinstance(value, _NaNSeen):
                 explicit.setdefault(str(key), np.zeros(len(records), dtype=bool))[i] = True
     columns = {str(c): table[c].to_numpy() for c in table.columns}
-    return RawLog(fmt, columns, len(records), explicit, records=True)
+    return RawLog(fmt, columns, len(records), explicit, records=True, first_row=1)
 
 
 def _read_hf(path: Path) -> RawLog:
@@ -194,6 +237,12 @@ def _read_jsonl(path: Path, fmt: str) -> RawLog:
         if not all(isinstance(r, dict) for r in parsed):
             raise InputError(f"{path}: a JSON array, but not of records")
         return _records_to_raw(parsed, "json", path)
+    try:  # one JSON document: json.dump(history.history) is one list per metric
+        whole = json.loads(text, parse_constant=_parse_constant)
+    except json.JSONDecodeError:  # JSON lines ('Extra data' after the first), or an error named below
+        whole = None
+    if isinstance(whole, dict) and whole and all(isinstance(v, list) for v in whole.values()):
+        return _columns_to_raw(whole, path)
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -211,9 +260,70 @@ def _read_jsonl(path: Path, fmt: str) -> RawLog:
                 rec = {(k if k in ("epoch", "iter", "mode", "lr") else f"val_{k}"): v
                        for k, v in rec.items()}
         records.append(rec)
+    if fmt == "mmengine":
+        records = _mmengine_validation(records)
     return _records_to_raw(records, fmt, path)
 
 
+def _mmengine_validation(records: list[dict]) -> list[dict]:
+    """mmengine's scalars.json: evaluation lines are the ones without a loss. Their `step` is the
+    epoch in epoch-based runs (whose training lines carry an `epoch`) and the iteration in
+    iteration-based ones; -1 marks a metric that could not be computed (mmpose's 'coco/AP (M)'
+    without medium-sized objects), so it is left out."""
+    def is_eval(rec: dict) -> bool:
+        return not any("loss" in key for key in rec)
+
+    epoch_based = any("epoch" in r for r in records if not is_eval(r))
+    out = []
+    for rec in records:
+        if is_eval(rec):
+            val = {f"val_{k}": v for k, v in rec.items()
+                   if k not in ("step", "epoch", "iter", "time", "data_time") and v != -1}
+            val["epoch" if epoch_based else "step"] = rec.get("step")
+            rec = val
+        out.append(rec)
+    return out
+
+
+def _columns_to_raw(doc: dict[str, list], path: Path) -> RawLog:
+    """One list per metric (Keras' history.history). Lists of different lengths are different
+    runs in one object (two models' histories merged, 'reg_loss' beside 'cls_loss'): each length
+    is a run, named by the prefix its keys share."""
+    table = pd.DataFrame({str(k): pd.Series(v, dtype=object) for k, v in doc.items()})  # padded with NaN
+    by_length: dict[int, list[str]] = {}
+    for key, values in doc.items():
+        by_length.setdefault(len(values), []).append(str(key))
+    groups = None
+    if len(by_length) > 1:
+        groups = []
+        for length, keys in by_length.items():
+            prefix = re.match(r"^(.*[_./-])?", os.path.commonprefix(keys) if len(keys) > 1 else "").group(0)
+            name = prefix.rstrip("_./-") or f"{length} values"
+            groups.append((name, {k: k[len(prefix):] for k in keys}))
+    columns = {c: table[c].to_numpy() for c in table.columns}
+    explicit = {c: np.array([isinstance(x, _NaNSeen) for x in table[c]], dtype=bool) for c in table.columns}
+    return RawLog("json", columns, len(table), {c: m for c, m in explicit.items() if m.any()},
+                  records=True, groups=groups, first_row=1)
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
+# 'training loss: 1.64' or 'Epoch: [3/100]' (the 3): a name, ':' or '=', a number
+_PAIR = re.compile(rf"([A-Za-z][\w ]*?)\s*[:=]\s*\[?\s*({_NUMBER})", re.IGNORECASE)
+
+
+def _read_text(path: Path) -> RawLog:
+    """Text lines of 'name: value' pairs (a print() in a training loop, saved as .csv or .txt):
+    each line with such pairs is a record; lines without any are skipped."""
+    records = []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            pairs = _PAIR.findall(line)
+            if pairs:
+                records.append({name.strip(): float(value) for name, value in pairs})
+    return _records_to_raw(records, "text", path)
+
+
+_WRAPPED = rf"^\s*[A-Za-z_][\w.]*\(\s*({_NUMBER})\s*[,)]"
 _MISSING_TEXT = {"", "none", "null", "na", "n/a"}
 _INF_TEXT = {"inf": np.inf, "+inf": np.inf, "infinity": np.inf, "-inf": -np.inf, "-infinity": -np.inf}
 
@@ -225,8 +335,16 @@ def numeric_column(raw: RawLog, col: str, path: str) -> tuple[np.ndarray, np.nda
     if values.dtype.kind in "iuf":
         return values.astype(float, copy=False), explicit
     series = pd.Series(values, dtype=object)
-    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    numbers = np.array(pd.to_numeric(series, errors="coerce"), dtype=float)  # writable: cells are filled in below
     text_rows = np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy())
+    if len(text_rows):  # a number inside its repr: "tensor(3.13, device='cuda:0')", 'np.float64(0.5)'
+        inner = series.iloc[text_rows].astype(str).str.extract(_WRAPPED, flags=re.IGNORECASE, expand=False)
+        found = inner.notna().to_numpy()
+        if found.any():
+            series = series.copy()
+            series.iloc[text_rows[found]] = inner[found].to_numpy()
+            numbers[text_rows[found]] = pd.to_numeric(inner[found], errors="coerce").to_numpy(dtype=float)
+            text_rows = text_rows[np.isnan(numbers[text_rows])]
     for pos in text_rows:
         cell = series.iloc[pos]
         word = cell.strip().lower() if isinstance(cell, str) else cell
@@ -236,7 +354,7 @@ def numeric_column(raw: RawLog, col: str, path: str) -> tuple[np.ndarray, np.nda
         elif isinstance(word, str) and word in _INF_TEXT:
             numbers[pos] = _INF_TEXT[word]
         elif not (isinstance(word, str) and word in _MISSING_TEXT) and cell is not None:
-            where = f"record {pos + 1}" if raw.records else f"row {pos + 2}"
+            where = f"record {raw.first_row + pos}" if raw.records else f"row {raw.first_row + pos}"
             raise InputError(f"{path}: {where}, column '{col}': {cell!r} is not a number")
     return numbers, explicit
 
@@ -246,4 +364,8 @@ def _add_total_losses(raw: RawLog, path: str) -> None:
     for split in ("train", "val"):
         parts = [c for c in raw.columns if c.startswith(f"{split}/") and c.endswith("loss")]
         if len(parts) > 1 and f"{split}/loss" not in raw.columns:
-            raw.columns[f"{split}/loss"] = np.sum([numeric_column(raw, c, path)[0] for c in parts], axis=0)
+            read = [numeric_column(raw, c, path) for c in parts]
+            raw.columns[f"{split}/loss"] = np.sum([values for values, _ in read], axis=0)
+            written = [nan for _, nan in read if nan is not None]
+            if written:  # a NaN written in a part is a NaN written in the sum
+                raw.explicit_nan[f"{split}/loss"] = np.any(written, axis=0)
