@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from advisor.engine import Finding, KnowledgeBase, evaluate, load_knowledge, severity_rank
 from advisor.facts.curves import run_facts
-from advisor.ingest import RunLog, load_run
+from advisor.ingest import RunLog, load_runs
 
 SCHEMA = "advisor.diagnose/1"
 
@@ -99,8 +99,8 @@ def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None =
              overrides: dict[str, str] | None = None) -> tuple[DiagnoseReport, list[RunLog]]:
     kb = load_knowledge("diagnose")
     analysis = kb.catalogue.analysis
-    runs = [load_run(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))
-            for p in paths]
+    runs = [run for p in paths  # one RunLog per run in each file (appended or side-by-side runs)
+            for run in load_runs(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))]
     results = [diagnose_run(run, context, kb) for run in runs]
     report = DiagnoseReport(
         diagnoses=rank_findings([f for r in results for f in r.diagnoses]),

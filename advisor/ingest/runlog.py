@@ -21,6 +21,12 @@ class RunLog:
     metric: str | None = None
     higher_is_better: bool | None = None
     metric_scale: float = 1.0  # 0.01 when a percent metric was brought to 0-1
+    # A file can hold several runs (appended: the epoch counter restarts; or side by side): this
+    # is run `part` (0-based) of `parts`; part is None when the file holds one run. `path` stays
+    # the file; `part_name` is the run's name where the file gives one (a W&B run, a key prefix).
+    part: int | None = None
+    parts: int = 1
+    part_name: str | None = None
 
     def series(self, role: str) -> np.ndarray | None:
         if role not in self.epochs.columns:

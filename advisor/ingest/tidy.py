@@ -9,20 +9,28 @@ import numpy as np
 import pandas as pd
 
 from advisor.errors import InputError
+from advisor.ingest.parts import column_groups, filled
 from advisor.ingest.readers import RawLog, numeric_column
 from advisor.ingest.roles import find_roles, higher_is_better, is_fraction_like, step_column_for
 from advisor.ingest.runlog import RunLog
 
 _VALUE_ROLES = ("train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm")
+_RESUMES_MAX = 100  # a counter that goes back more often than this is disorder, not resumes
 
 
 def wanted_columns(header: list[str], overrides: dict[str, str], path: str) -> list[str]:
-    """The columns a run needs: one per role, a per-step twin, and every loss (to sum them)."""
-    roles = find_roles(header, overrides, path)
-    wanted = set(roles.values()) | {c for c in header if c.strip().endswith("loss")}
-    twin = step_column_for(roles["train_loss"], header) if "train_loss" in roles else None
-    if twin:
-        wanted.add(twin)
+    """The columns a run needs: one per role, a per-step twin, and every loss (to sum them);
+    for runs side by side, those of each run."""
+    groups = None if overrides else column_groups(header)
+    wanted: set[str] = set()
+    for cols in [c for _, c in groups] if groups else [{c: c for c in header}]:
+        names = list(cols.values())
+        roles = find_roles(names, overrides, path)
+        needed = set(roles.values()) | {c for c in names if c.strip().endswith("loss")}
+        twin = step_column_for(roles["train_loss"], names) if "train_loss" in roles else None
+        if twin:
+            needed.add(twin)
+        wanted |= {c for c, name in cols.items() if name in needed}
     return [c for c in header if c in wanted] or header
 
 
@@ -44,6 +52,19 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
         if explicit is not None and explicit.any() and role in ("train_loss", "val_loss", "train_loss_step"):
             nan_rows[role] = explicit
 
+    # Loops that validate every k epochs write NaN in between (to_csv(na_rep='nan')): when the
+    # training loss stays finite and a finite validation value follows a NaN, the NaNs are
+    # missing values, not divergence (a validation loss NaN to the end still is). Written NaN in
+    # every row beside a finite training loss is a validation loss never computed (Ultralytics
+    # classify runs): no validation loss.
+    if "val_loss" in nan_rows and "train_loss" in data and "train_loss" not in nan_rows \
+            and not np.isinf(data["train_loss"]).any():
+        finite = np.flatnonzero(np.isfinite(data["val_loss"]))
+        if not len(finite):
+            del data["val_loss"], roles["val_loss"], nan_rows["val_loss"]
+        elif nan_rows["val_loss"][: finite[-1]].any():
+            del nan_rows["val_loss"]
+
     for role in _VALUE_ROLES:
         if role in data and np.isnan(data[role]).all() and role not in nan_rows:
             if role in ("train_loss", "val_loss"):
@@ -64,41 +85,84 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
             data[role] = np.where(np.isfinite(data[role]), data[role], np.nan)
             if np.isnan(data[role]).all():
                 del data[role]
-    if "step" in data and "epoch" not in data:
-        # evaluation records can be written after later training records (detectron2): time order
-        step = np.where(np.isnan(data["step"]), np.inf, data["step"])
-        if np.any(np.diff(step) < 0):
-            order = np.argsort(step, kind="stable")
-            data = {k: v[order] for k, v in data.items()}
-            nan_rows = {k: v[order] for k, v in nan_rows.items()}
-    key = _epoch_key(data, nan_rows, raw.n_rows, step_bins, rows_per_epoch_max)
+    rows = _time_order(data["epoch"] if "epoch" in data else data.get("step"))
+    if rows is not None:
+        data = {k: v[rows] for k, v in data.items()}
+        nan_rows = {k: v[rows] for k, v in nan_rows.items()}
+    n = len(next(iter(data.values())))  # rows left after a resume
+    key = _epoch_key(data, nan_rows, n, step_bins, rows_per_epoch_max)
     epochs, steps = _group(data, key, nan_rows)
     return RunLog(path=path, format=raw.format, epochs=epochs, steps=steps, columns=roles,
                   metric=metric, higher_is_better=higher_is_better(metric) if metric else None,
                   metric_scale=scale)
 
 
+def _time_order(counter: np.ndarray | None) -> np.ndarray | None:
+    """The rows to keep, in time order, or None when the log is in order already.
+
+    A resumed run logs an epoch range again (CSVLogger(append=True) after loading a checkpoint):
+    the rows logged before the resume for the epochs it repeats are dropped, the latest count.
+    Rows out of order (a log sorted in a spreadsheet, an evaluation record written late) are
+    sorted by epoch, or by step."""
+    if counter is None:
+        return None
+    c = filled(counter)
+    back = np.flatnonzero(c[1:] < c[:-1]) + 1
+    if not len(back):
+        return None
+    keep = np.ones(len(c), dtype=bool)
+    if len(back) <= _RESUMES_MAX:
+        for b in back:
+            # a resume repeats several rows; a single record out of place is only sorted
+            stop = next((int(x) for x in back if x > b), len(c))
+            if np.count_nonzero(c[b:stop] <= c[b - 1]) >= 2:
+                keep[:b] &= ~(c[:b] >= c[b])
+    rows = np.flatnonzero(keep)
+    return rows[np.argsort(c[rows], kind="stable")]
+
+
+def _evaluations(data: dict[str, np.ndarray], nan_rows: dict, n: int) -> np.ndarray | None:
+    """The rows that hold an evaluation (validation loss or metric), None without validation."""
+    val = [data[c] for c in ("val_loss", "val_metric") if c in data]
+    if not val:
+        return None
+    evaluated = np.any([~np.isnan(v) for v in val], axis=0) | nan_rows.get("val_loss", False)
+    if "step" in data:  # the same evaluation written twice is one evaluation
+        steps = data["step"]
+        repeat = np.zeros(n, dtype=bool)
+        idx = np.flatnonzero(evaluated)
+        repeat[idx[1:]] = steps[idx[1:]] == steps[idx[:-1]]
+        evaluated &= ~repeat
+    return evaluated
+
+
+def _closed_by(evaluated: np.ndarray) -> np.ndarray:
+    """Each row's period when each evaluation closes one (the rows after the last: one more)."""
+    return np.concatenate([[0], np.cumsum(evaluated)[:-1]]).astype(float)
+
+
 def _epoch_key(data: dict[str, np.ndarray], nan_rows: dict, n: int, step_bins: int,
                rows_per_epoch_max: int) -> np.ndarray:
-    """The epoch each row belongs to."""
+    """The period each row belongs to: its epoch, or the evaluation that closes it."""
+    evaluated = _evaluations(data, nan_rows, n)
+    n_evals = 0 if evaluated is None else int(evaluated.sum())
     if "epoch" in data:
-        epoch = pd.Series(data["epoch"]).ffill().bfill().to_numpy()
+        epoch = filled(data["epoch"])
         if np.any(np.abs(epoch - np.round(epoch)) > 1e-9):  # fractional epochs (HF): 0.25 is in epoch 1
-            return np.maximum(np.ceil(epoch - 1e-9), 1.0)
-        return epoch
-    val = [data[c] for c in ("val_loss", "val_metric") if c in data]
-    if val:
-        evaluated = np.any([~np.isnan(v) for v in val], axis=0) | nan_rows.get("val_loss", False)
-        if "step" in data:  # the same evaluation written twice is one evaluation
-            steps = data["step"]
-            repeat = np.zeros(n, dtype=bool)
-            idx = np.flatnonzero(evaluated)
-            repeat[idx[1:]] = steps[idx[1:]] == steps[idx[:-1]]
-            evaluated &= ~repeat
+            epoch = np.maximum(np.ceil(epoch - 1e-9), 1.0)
+        n_epochs = 1 + np.count_nonzero(np.diff(epoch))  # the rows are in epoch order by now
+        # evaluations more often than epochs (HF eval_steps, a run shorter than an epoch): each
+        # evaluation closes a period, so 20 evaluations in one epoch are 20 points, not one
+        if n_epochs < n_evals <= rows_per_epoch_max:
+            return _closed_by(evaluated)
+        if n_epochs >= 2 or n_evals:
+            return epoch
+        # less than two epochs and no evaluation: the logged rows are the periods (below)
+    elif n_evals:
         trained = ~np.isnan(data["train_loss"]) if "train_loss" in data else np.zeros(n, dtype=bool)
         # evaluations on rows of their own, between training rows: each closes an epoch
-        if 0 < evaluated.sum() and (evaluated.sum() < n / 2 or (evaluated & trained).sum() < evaluated.sum() / 2):
-            return np.concatenate([[0], np.cumsum(evaluated)[:-1]]).astype(float)
+        if n_evals < n / 2 or (evaluated & trained).sum() < n_evals / 2:
+            return _closed_by(evaluated)
     if n <= rows_per_epoch_max:
         return np.arange(n, dtype=float)
     return np.floor(np.arange(n) * step_bins / n)
