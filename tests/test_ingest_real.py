@@ -68,6 +68,14 @@ def test_validation_columns_win_over_test_columns() -> None:
     assert run.columns["val_loss"] == "val_loss" and run.columns["val_metric"] == "val_accuracy"
 
 
+def test_long_table_with_a_phase_column() -> None:
+    run = load_run(REAL / "csv/c_15_bert-bios-phase-column.csv")  # 'train' rows every 50 steps, 3 'val' rows
+    assert run.columns["train_loss"] == "loss" and run.columns["val_loss"] == "val_loss"
+    assert run.metric == "val_accuracy"
+    assert list(run.series("val_loss")) == pytest.approx([2.242011, 2.147159, 2.148795])
+    assert list(run.series("train_loss")) == pytest.approx([2.58, 1.75, 1.40], abs=0.01)  # no val row in them
+
+
 # --- runs in one file ---------------------------------------------------------------------------
 
 def test_wandb_export_of_one_run() -> None:

@@ -25,7 +25,8 @@ def load_runs(path: str | Path, fmt: str | None = None, overrides: dict[str, str
     runs = [tidy(table, str(resolved), overrides, step_bins, rows_per_epoch_max) for _, table in parts]
     if len(runs) == 1:
         return runs
-    return [replace(run, part=i, parts=len(runs), part_name=name) for i, (run, (name, _)) in enumerate(zip(runs, parts))]
+    return [replace(run, part=i, parts=len(runs), part_name=name)
+            for i, (run, (name, _)) in enumerate(zip(runs, parts))]
 
 
 def load_run(path: str | Path, fmt: str | None = None, overrides: dict[str, str] | None = None,

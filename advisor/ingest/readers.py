@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.errors import InputError
+from advisor.ingest.roles import is_series
 
 FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text")
 _SNIFF_BYTES = 65536
@@ -183,9 +184,35 @@ def _read_csv(path: Path, fmt: str, wanted: Callable[[list[str]], list[str]] | N
         columns = {h: np.array([], dtype=float) for h in header}
     n_rows = len(next(iter(columns.values()))) if columns else 0
     raw = RawLog(fmt, columns, n_rows, {}, first_row=title_lines + 2)
+    _split_phases(raw)
     if fmt == "ultralytics":
         _add_total_losses(raw, str(path))
     return raw
+
+
+PHASE_COLUMN = re.compile(r"^(?:phase|split|mode|stage|subset)$", re.IGNORECASE)
+_PHASE_PREFIX = {"train": "", "training": "", "val": "val_", "valid": "val_", "validation": "val_",
+                 "eval": "val_", "dev": "val_", "test": "test_"}
+
+
+def _split_phases(raw: RawLog) -> None:
+    """A long table with a `phase` column ('train' / 'val' on each row): the values of the
+    held-out rows become columns of their own ('loss' of the 'val' rows is 'val_loss')."""
+    col = next((c for c in raw.columns if PHASE_COLUMN.match(c.strip())), None)
+    if col is None or raw.columns[col].dtype.kind != "O":
+        return
+    phase = pd.Series(raw.columns[col]).astype(str).str.strip().str.lower()
+    if not phase.isin(list(_PHASE_PREFIX)).all():
+        return
+    prefixes = phase.map(_PHASE_PREFIX).to_numpy()
+    for name in [c for c in raw.columns if c != col and is_series(c)]:
+        values = pd.Series(raw.columns[name])
+        for prefix in {p for p in prefixes if p}:
+            rows = prefixes == prefix
+            if values[rows].notna().any() and f"{prefix}{name}" not in raw.columns:
+                raw.columns[f"{prefix}{name}"] = values.where(rows).to_numpy()
+                values = values.where(~rows)
+        raw.columns[name] = values.to_numpy()
 
 
 class _NaNSeen(float):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from advisor.errors import InputError
 from advisor.ingest.parts import column_groups, filled
-from advisor.ingest.readers import RawLog, numeric_column
+from advisor.ingest.readers import PHASE_COLUMN, RawLog, numeric_column
 from advisor.ingest.roles import find_roles, higher_is_better, is_fraction_like, step_column_for
 from advisor.ingest.runlog import RunLog
 
@@ -26,7 +26,7 @@ def wanted_columns(header: list[str], overrides: dict[str, str], path: str) -> l
     for cols in [c for _, c in groups] if groups else [{c: c for c in header}]:
         names = list(cols.values())
         roles = find_roles(names, overrides, path)
-        needed = set(roles.values()) | {c for c in names if c.strip().endswith("loss")}
+        needed = set(roles.values()) | {c for c in names if c.strip().endswith("loss") or PHASE_COLUMN.match(c)}
         twin = step_column_for(roles["train_loss"], names) if "train_loss" in roles else None
         if twin:
             needed.add(twin)
