@@ -194,13 +194,16 @@ def _keras_rows() -> tuple[str, list[str]]:
     return lines[0], lines[1:]
 
 
-def test_rows_out_of_epoch_order_are_sorted(tmp_path) -> None:  # F8
+@pytest.mark.parametrize("order", ["reversed", "by validation loss"])
+def test_rows_out_of_epoch_order_are_sorted(tmp_path, order: str) -> None:  # F8
     header, rows = _keras_rows()
-    path = tmp_path / "reversed.csv"
-    path.write_text("\n".join([header, *reversed(rows)]) + "\n")
-    run = load_run(path)
-    assert run.epochs.index.is_monotonic_increasing
-    assert np.array_equal(run.series("val_loss"), load_run(RUNS / "overfitting.keras.csv").series("val_loss"))
+    val = header.split(",").index("val_loss")
+    shuffled = rows[::-1] if order == "reversed" else sorted(rows, key=lambda r: float(r.split(",")[val]))
+    path = tmp_path / "sorted.csv"
+    path.write_text("\n".join([header, *shuffled]) + "\n")
+    runs = load_runs(path)
+    assert len(runs) == 1 and runs[0].epochs.index.is_monotonic_increasing
+    assert np.array_equal(runs[0].series("val_loss"), load_run(RUNS / "overfitting.keras.csv").series("val_loss"))
 
 
 def test_resumed_run_keeps_the_latest_rows(tmp_path) -> None:  # F9

@@ -53,14 +53,15 @@ def restarts(counter: np.ndarray) -> np.ndarray:
     began, or goes back and does not carry on past where it was (runs appended to one file).
 
     A resumed run goes back a little and carries on past: one run (tidy keeps the latest rows
-    of each epoch). A counter that goes back often is rows out of order: one run (tidy sorts)."""
+    of each epoch). A counter that goes back often, or a file that does not begin at its lowest
+    count, is rows out of order: one run (tidy sorts them)."""
     c = filled(np.where(np.isfinite(counter), counter, np.nan))
     if len(c) < 2 or np.isnan(c[0]):
         return np.array([], dtype=int)
     back = np.flatnonzero(c[1:] < c[:-1]) + 1
-    if len(back) >= len(c) / 4:
-        return np.array([], dtype=int)
     start = c[0]
+    if len(back) >= len(c) / 4 or start > np.nanmin(c):  # appended runs: the file begins at its lowest count
+        return np.array([], dtype=int)
     new = back
     if len(back):
         carries_on = np.maximum.reduceat(c, back) > np.maximum.accumulate(c)[back - 1]

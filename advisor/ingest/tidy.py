@@ -112,11 +112,13 @@ def _time_order(counter: np.ndarray | None) -> np.ndarray | None:
         return None
     keep = np.ones(len(c), dtype=bool)
     if len(back) <= _RESUMES_MAX:
-        for b in back:
-            # a resume repeats several rows; a single record out of place is only sorted
-            stop = next((int(x) for x in back if x > b), len(c))
-            if np.count_nonzero(c[b:stop] <= c[b - 1]) >= 2:
-                keep[:b] &= ~(c[:b] >= c[b])
+        peak = np.maximum.accumulate(c)
+        for b, stop in zip(back, [*back[1:], len(c)]):
+            # a resume logs several epochs again and carries on past where it was; a record
+            # out of place, or a shuffled stretch, is only sorted
+            again = c[b:stop]
+            if again.max() > peak[b - 1] and np.count_nonzero(again <= peak[b - 1]) >= 2:
+                keep[:b] &= c[:b] < c[b]
     rows = np.flatnonzero(keep)
     return rows[np.argsort(c[rows], kind="stable")]
 
