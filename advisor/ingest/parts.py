@@ -99,12 +99,14 @@ def split(raw: RawLog, path: str, overrides: dict[str, str]) -> list[tuple[str |
 def _columns_part(raw: RawLog, cols: dict[str, str]) -> RawLog:
     """One run of columns side by side, renamed; the rows where it logged nothing are dropped
     (shorter runs leave blank cells in a W&B export)."""
-    own = [c for c, name in cols.items() if is_series(name)]
-    logged = ~np.all([pd.isna(raw.columns[c]) & ~_nan_mask(raw, c) for c in own], axis=0)
-    part = RawLog(raw.format, {name: raw.columns[c][logged] for c, name in cols.items()}, int(logged.sum()),
+    blank = np.full(raw.n_rows, any(is_series(name) for name in cols.values()))
+    for col, name in cols.items():
+        if is_series(name):
+            blank &= pd.isna(raw.columns[col]) & ~_nan_mask(raw, col)
+    logged = ~blank
+    return RawLog(raw.format, {name: raw.columns[c][logged] for c, name in cols.items()}, int(logged.sum()),
                   {cols[c]: m[logged] for c, m in raw.explicit_nan.items() if c in cols},
                   records=raw.records, first_row=raw.first_row)
-    return part
 
 
 def _nan_mask(raw: RawLog, col: str) -> np.ndarray:
