@@ -26,7 +26,8 @@ class Threshold(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value: float
+    value: float             # as shipped: fitted on the corpus when there is a grid
+    prior: float | None = None  # the rubric's or the guide's value, where every fit starts
     grid: list[float] = []   # the values calibration may choose from (bench/bench_corpus.py)
     unit: str = ""
     definition: str
@@ -50,8 +51,10 @@ class Catalogue(BaseModel):
             self.facts[name] = FactSpec(type="float", unit=t.unit, definition=t.definition,
                                         source="threshold")
 
-    def threshold_values(self) -> dict[str, float]:
-        return {name: t.value for name, t in self.thresholds.items()}
+    def threshold_values(self, prior: bool = False) -> dict[str, float]:
+        """The shipped values, or the priors a fit starts from (the value where none is given)."""
+        return {name: (t.prior if prior and t.prior is not None else t.value)
+                for name, t in self.thresholds.items()}
 
     def initial_facts(self, given: dict[str, Any]) -> dict[str, Any]:
         """Every catalogued name bound: given values, the thresholds' values, False for derived

@@ -105,16 +105,18 @@ def _reversals(x: np.ndarray, threshold: float) -> float | None:
 
 
 def epoch_spikes(x: np.ndarray, ratio: float, min_jump: float) -> np.ndarray:
-    """Points that jump to `ratio` times both neighbours and come back (epoch-level values).
-    Measured as a rise over the higher neighbour against that neighbour's magnitude, so that a
+    """Points that jump to `ratio` times the value before and come back (the next value takes
+    back half the jump or more), on epoch-level values. The rise is measured against the
+    magnitude of the value before, so that a
     loss below zero (a negative log-likelihood) has spikes too."""
     x = x[np.isfinite(x)]
     if len(x) < 3:
         return np.zeros(0, dtype=bool)
-    mid, high = x[1:-1], np.maximum(x[:-2], x[2:])
-    floor = 1e-3 * (np.max(np.abs(x)) or 1.0)  # a neighbour at ~0 is not a scale
-    jump = mid - high
-    return (jump >= (ratio - 1.0) * np.maximum(np.abs(high), floor)) & (jump >= min_jump * np.ptp(x))
+    before, mid, after = x[:-2], x[1:-1], x[2:]
+    floor = 1e-3 * (np.max(np.abs(x)) or 1.0)  # a value at ~0 is not a scale
+    jump = mid - before
+    return ((jump >= (ratio - 1.0) * np.maximum(np.abs(before), floor))
+            & (mid - after >= 0.5 * jump) & (jump >= min_jump * np.ptp(x)))
 
 
 def recovered_bump(x: np.ndarray, recovery: float, min_jump: float) -> float | None:
@@ -206,7 +208,7 @@ def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, 
         if best != 0:
             f["metric_drop"] = _r((best - float(sm[-1])) / abs(best))
     if len(train) >= 4 and np.all(train > 0):
-        s = _smooth(train, 3)
+        s = _smooth(train, 5)  # at the end: the median of the last three (a last-row spike is not a climb)
         climbed = s[-1] - s.min() >= jump * np.ptp(train)
         f["train_end_over_best"] = _r(float(s[-1] / s.min())) if climbed else 1.0
 
@@ -258,8 +260,13 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
 
     # --- non-finite values: everything after the first one is analysed no further ----------
     f["nonfinite"] = bool(bad.any())
-    cut = int(np.argmax(bad)) if bad.any() else n
-    f["nonfinite_epoch"] = int(labels[cut]) if bad.any() else None
+    # a run whose last epochs are all finite again came back from its non-finite ones: judge
+    # all of it (the bad epochs drop out as gaps); otherwise nothing after the first one counts
+    back = max(3, math.ceil(a["nonfinite_recovery_fraction"] * n))
+    recovered = bool(bad.any()) and n > back and not bad[-back:].any() and bad.mean() < 0.5
+    f["nonfinite_recovered"] = recovered if bad.any() else None
+    cut = int(np.argmax(bad)) if bad.any() and not recovered else n
+    f["nonfinite_epoch"] = int(labels[int(np.argmax(bad))]) if bad.any() else None
     f["nonfinite_fraction"] = _r(float(bad.mean()))
     f["n_finite_epochs"] = cut
 
@@ -394,7 +401,10 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         gg = g[np.isfinite(g) & (g > 0)]
         if len(gg) >= 2 * a["spike_window_epochs"]:
             window = int(a["spike_window_steps"]) if len(gg) >= a["spike_min_points"] else int(a["spike_window_epochs"])
-            f["grad_norm_peak_ratio"] = _r(float(np.max(gg / local_level(gg, window, follow_trend=False))))
+            ratio = gg / local_level(gg, window, follow_trend=False)
+            # the very first steps (a fresh head, the start of a fine-tune) have large gradients
+            start = math.ceil(a["grad_norm_skip_fraction"] * len(ratio))
+            f["grad_norm_peak_ratio"] = _r(float(np.max(ratio[start:])))
         k = max(1, len(gg) // 10)
         early = float(np.median(gg[:k])) if len(gg) else 0.0
         f["grad_norm_final_ratio"] = _r(float(np.median(gg[-k:]) / early)) if early > 0 else None
