@@ -397,25 +397,76 @@ def _finished(url: str, study: str) -> list:
         return []
 
 
-def test_sigkill_mid_search_then_resume_loses_no_finished_trial(cli, tmp_path) -> None:
+MID_TRIAL_OBJECTIVE = """
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("_mid_trial_objective_task", {source!r})
+_task = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_task)
+_calls = 0
+
+
+def objective(hp, report):
+    \"\"\"objective_task's objective; in a process with ADVISOR_TEST_MID_TRIAL set, the {at}th trial
+    it runs stops after its first epoch: it creates that marker file and waits there (up to 120 s)
+    for the test to stop the process.\"\"\"
+    global _calls
+    _calls += 1
+    marker = os.environ.get("ADVISOR_TEST_MID_TRIAL")
+    if not marker or _calls != {at}:
+        return _task.objective(hp, report)
+
+    def held(value, epoch):
+        report(value, epoch)
+        Path(marker).touch()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    return _task.objective(hp, held)
+
+
+objective.direction = "maximize"
+"""
+
+
+def _stopped_mid_trial(tmp_path: Path, monkeypatch, at: int, *args: str) -> tuple[subprocess.Popen, str]:
+    """`advisor search <a task held mid-trial> *args` in a process of its own, once its trial `at`
+    (1 = its first) has reported an epoch and waits there: no timing decides where the signal lands."""
+    task = tmp_path / "mid_trial_task.py"
+    task.write_text(MID_TRIAL_OBJECTIVE.format(source=str(TASKS / "objective_task.py"), at=at))
+    marker = tmp_path / "mid-trial"
+    monkeypatch.delenv("ADVISOR_TEST_MID_TRIAL", raising=False)  # the resume in this process runs freely
+    monkeypatch.delenv("ADVISOR_TEST_DELAY", raising=False)
+    env = {**os.environ, "ADVISOR_TEST_MID_TRIAL": str(marker), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", KILLER, "search", f"{task}:objective", *args],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    if not marker.exists():
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the search never reached trial {at} (exit {proc.returncode}): {err}")
+    return proc, f"{task}:objective"
+
+
+def test_sigkill_mid_search_then_resume_loses_no_finished_trial(cli, tmp_path, monkeypatch) -> None:
     plan = plan_file(tmp_path, trials=12, epochs=4)
     url = storage(tmp_path)
-    env = {**os.environ, "ADVISOR_TEST_DELAY": "0.05", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLER, "search", OBJECTIVE, "--plan", str(plan),
-                             "--storage", url, "--study", "k", "--top-k", "1"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while len(_finished(url, "k")) < 4 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.07)  # well inside a trial
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc, task = _stopped_mid_trial(tmp_path, monkeypatch, 5, "--plan", str(plan), "--storage", url, "--study", "k",
+                                    "--top-k", "1")
+    proc.send_signal(signal.SIGKILL)  # inside the fifth trial, after its first epoch
+    proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     before = {t.number: (t.state, t.value, dict(t.params)) for t in trials_of(url, "k")
               if t.state.is_finished()}
     running = [t.number for t in trials_of(url, "k") if t.state == optuna.trial.TrialState.RUNNING]
-    assert len(before) >= 4 and running  # killed mid-trial
-    r = cli("search", OBJECTIVE, "--storage", url, "--study", "k", "--resume", "--json")
+    assert len(before) == 4 and running == [4]  # killed mid-trial
+    r = cli("search", task, "--storage", url, "--study", "k", "--resume", "--json")
     assert r.code == 0, r.err
     doc = one_json(r.out)
     after = {t.number: t for t in trials_of(url, "k")}
@@ -432,29 +483,94 @@ def test_sigkill_mid_search_then_resume_loses_no_finished_trial(cli, tmp_path) -
     assert len(doc["final"]) == 1 and len(doc["final"][0]["values"]) == 3
 
 
-def test_ctrl_c_saves_every_finished_trial_and_says_how_to_resume(cli, tmp_path) -> None:
+def test_ctrl_c_saves_every_finished_trial_and_says_how_to_resume(cli, tmp_path, monkeypatch) -> None:
     plan = plan_file(tmp_path, trials=30, epochs=4)
     url = storage(tmp_path)
-    env = {**os.environ, "ADVISOR_TEST_DELAY": "0.05", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLER, "search", OBJECTIVE, "--plan", str(plan),
-                             "--storage", url, "--study", "c"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(_finished(url, "c")) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.07)
-    proc.send_signal(signal.SIGINT)
+    proc, _ = _stopped_mid_trial(tmp_path, monkeypatch, 3, "--plan", str(plan), "--storage", url, "--study", "c")
+    proc.send_signal(signal.SIGINT)  # inside the third trial, after its first epoch
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     ts = trials_of(url, "c")
     assert not [t for t in ts if t.state == optuna.trial.TrialState.RUNNING]
+    assert len([t for t in ts if t.state.is_finished() and not t.user_attrs.get("interrupted")]) == 2
     cut = [t for t in ts if t.user_attrs.get("interrupted")]
-    assert len(cut) == 1 and cut[0].state == optuna.trial.TrialState.FAIL
+    assert len(cut) == 1 and cut[0].state == optuna.trial.TrialState.FAIL and cut[0].number == 2
     # resumed without TASK: the study knows its task
     r = cli("search", "--storage", url, "--study", "c", "--resume", "--trials", "6", "--top-k", "0", "--json")
     assert r.code == 0, r.err
     assert one_json(r.out)["trials"]["total"] == 7  # 6 counted + the interrupted one
+
+
+OWNERLESS = r"""
+import sys
+import time
+
+import optuna
+
+from advisor.act.search.trials import working
+
+study = optuna.load_study(study_name=sys.argv[2], storage=sys.argv[1])
+with working(study):
+    trial = study.ask()  # RUNNING; the process dies before it records itself as the trial's worker
+    print(trial.number, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_trial_killed_before_it_recorded_its_worker_is_failed_by_the_resume_at_once(cli, tmp_path) -> None:
+    from advisor.act.search.trials import fail_stale
+
+    plan = plan_file(tmp_path, trials=3, epochs=2)
+    url = storage(tmp_path)
+    assert cli("search", OBJECTIVE, "--plan", plan, "--storage", url, "--study", "o", "--top-k", "0").code == 0
+    proc = subprocess.Popen([sys.executable, "-c", OWNERLESS, url, "o"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    number = int(proc.stdout.readline() or -1)
+    assert number == 3, proc.stderr.read()
+    st = optuna.load_study(study_name="o", storage=url)
+    # its process lives: the trial may be about to get its worker, it is left alone
+    assert fail_stale(st, st._storage) == []
+    [t] = st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    assert "worker" not in t.user_attrs
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    began = time.monotonic()
+    r = cli("search", OBJECTIVE, "--storage", url, "--study", "o", "--resume", "--trials", "4", "--top-k", "0",
+            "--json")
+    assert r.code == 0, r.err
+    assert time.monotonic() - began < 60
+    doc = one_json(r.out)
+    t = {t.number: t for t in trials_of(url, "o")}[number]
+    assert t.state == optuna.trial.TrialState.FAIL and t.user_attrs["interrupted"]
+    c = doc["trials"]
+    assert c["running"] == 0 and c["interrupted"] == 1 and c["total"] - c["interrupted"] == 4
+    assert any(f"#{number}" in n and "interrupted" in n for n in doc["notes"]), doc["notes"]
+    # a study without the register of processes (plain Optuna): the grace period still applies
+    plain = optuna.create_study()
+    plain.ask()
+    assert fail_stale(plain, plain._storage) == []
+
+
+def test_ctrl_c_before_a_trial_records_its_worker_leaves_no_trial_running(tmp_path, monkeypatch) -> None:
+    space = _space(pruner={"type": "none"}, trials=6, epochs=2)
+    spec = S.SearchSpec(task=OBJECTIVE, space=space.to_yaml_dict(), trials=6, epochs=2, top_k=0)
+    sampler = type(S.make_sampler(space, 0))
+    calls = {"n": 0}
+    real = sampler.before_trial
+
+    def interrupted_third(self, study, trial):  # Ctrl-C inside study.ask(): the trial exists, no worker yet
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, study, trial)
+
+    monkeypatch.setattr(sampler, "before_trial", interrupted_third)
+    with pytest.raises(KeyboardInterrupt):
+        S.run(spec, storage(tmp_path), "i", resume=False, device_name="cpu", audit=False)
+    ts = trials_of(storage(tmp_path), "i")
+    assert [t.state for t in ts] == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
+    assert ts[2].user_attrs["interrupted"] and "worker" not in ts[2].user_attrs
 
 
 def test_timeout_stops_starting_trials(cli, tmp_path, monkeypatch) -> None:

@@ -24,7 +24,11 @@ Per trial (user attributes): `hp` (every hyperparameter passed to the task, deco
 `seed` and planned `epochs`), `epochs` (epochs trained), `worker` (host:pid), `baseline`, and on failure
 `fail_reason`; a trial whose loss or metric turned non-finite is pruned at once with
 `pruned_reason` and `diverged`; a trial cut off by Ctrl-C or a killed process is FAIL with
-`interrupted` (it does not count against the budget).
+`interrupted` (it does not count against the budget). Each process that runs trials registers
+itself before its first one (study system attribute `advisor_worker:host:pid`), so that `--resume`
+fails at once a trial left RUNNING even by a process killed before it recorded its `worker`, when
+no registered process that could have made it is left (a process on another host, or a study
+without the register: after 60 seconds, or by the storage's heartbeat).
 
 The JSON document (schema ``advisor.search/1``) of `advisor search --json`:
 

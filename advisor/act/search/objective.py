@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel
 
 from advisor.act.search.space import grid_configs, grid_points, suggest
+from advisor.act.search.trials import worker_id as _worker_id
 from advisor.errors import AdvisorError, InputError
 from advisor.space import Space
 
@@ -174,10 +173,6 @@ class _TrialFailed(Exception):
     """Raised inside the objective so that Optuna marks the trial FAIL (its reason is recorded)."""
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def make_objective(runner: Runner, spec: SearchSpec, space: Space):
     """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping."""
     import optuna
@@ -187,12 +182,22 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
     worker = _worker_id()
 
     def objective(trial) -> float:
+        # the owner first: a trial whose process is killed from here on is known to be this one's
+        trial.set_user_attr("worker", worker)
+        try:
+            return run_trial(trial)
+        except KeyboardInterrupt:  # Ctrl-C anywhere in the trial, its sampling included
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("interrupted", True)
+                trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            raise
+
+    def run_trial(trial) -> float:
         attrs = trial.user_attrs
         final = bool(attrs.get("final"))
         seed = int(attrs.get("seed", spec.seed))
         searched = suggest(trial, space)
         hp = _plain({**spec.fixed, **searched, "epochs": spec.epochs, "seed": seed})
-        trial.set_user_attr("worker", worker)
         trial.set_user_attr("hp", hp)  # with its seed and epochs
         trained = {"n": 0}
 
@@ -225,10 +230,6 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
             with contextlib.suppress(Exception):
                 trial.report(float("nan"), exc.epoch)  # so that an audit sees the non-finite value
             raise optuna.TrialPruned(exc.reason) from None
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            raise
         except TrialError as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise _TrialFailed(str(exc)) from None

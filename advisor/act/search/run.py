@@ -26,7 +26,7 @@ from advisor.act.search.storage import (
     _first_line, _hide_password, dashboard_command, is_journal, open_storage,
 )
 from advisor.act.search.trials import (
-    _states, counts, done_search, fail_stale, is_final, trial_epochs,
+    _states, counts, done_search, fail_stale, is_final, trial_epochs, working,
 )
 from advisor.errors import InputError
 from advisor.space import Space
@@ -243,7 +243,7 @@ class Search:
             return "timeout"
         self._emit("search", study)
         objective = make_objective(self.runner, self.spec, self.space)
-        with _quiet_optuna():
+        with _quiet_optuna(), working(study, self.storage):
             study.optimize(objective, n_trials=self.spec.trials - done, timeout=timeout, callbacks=callbacks,
                            catch=(_TrialFailed,), gc_after_trial=False, show_progress_bar=False)
         if state["aborted"]:
@@ -421,7 +421,7 @@ class Search:
                                                 pruner=optuna.pruners.NopPruner())
             objective = make_objective(self.runner, self.spec, self.space)
             self._emit("final", final_study)
-            with _quiet_optuna():
+            with _quiet_optuna(), working(final_study, self.storage):
                 final_study.optimize(objective, n_trials=len(waiting), catch=(_TrialFailed,),
                                      callbacks=[self._progress_callback("final")], gc_after_trial=False,
                                      show_progress_bar=False)

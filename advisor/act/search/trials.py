@@ -6,6 +6,9 @@ import contextlib
 import os
 import socket
 import time
+from typing import Optional
+
+from advisor.act.search.constants import OWNERLESS_GRACE_S, WORKER_ATTR
 
 
 def _states():
@@ -54,6 +57,11 @@ def done_search(trials) -> int:
     return c["complete"] + c["pruned"] + c["failed"] - c["interrupted"]
 
 
+def worker_id() -> str:
+    """This process as the owner of trials: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -70,17 +78,59 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def fail_stale(study, storage) -> list[int]:
+def _study_storage(study, storage):
+    return getattr(study, "_storage", None) or storage
+
+
+def _workers(study, storage) -> Optional[dict[str, dict]]:
+    """The processes registered as working on the study ({host:pid: record}), or None when the
+    study has no register (made before advisor kept one, or by plain Optuna)."""
+    try:
+        attrs = _study_storage(study, storage).get_study_system_attrs(study._study_id)
+    except Exception:
+        return None
+    found = {k[len(WORKER_ATTR):]: v for k, v in attrs.items() if k.startswith(WORKER_ATTR)}
+    return {k: v for k, v in found.items() if isinstance(v, dict)} if found else None
+
+
+def _nobody_else(study, storage, stopping: Optional[str]) -> bool:
+    """True when no process other than `stopping` can still be running trials of the study: every
+    registered process is on this host and has ended or is dead. A process on another host (its
+    pid cannot be checked) or an unregistered study: False (its trials wait for the grace period)."""
+    workers = _workers(study, storage)
+    if workers is None:
+        return False
+    host = socket.gethostname()
+    for key, record in workers.items():
+        if key == stopping or record.get("ended"):
+            continue
+        h, _, pid = key.rpartition(":")
+        if h != host or not pid.isdigit() or _alive(int(pid)):
+            return False
+    return True
+
+
+def fail_stale(study, storage, stopping: Optional[str] = None) -> list[int]:
     """Mark FAIL (interrupted) the RUNNING trials whose process is gone: on this host, the
-    recorded pid is dead; elsewhere, a storage heartbeat older than its grace period."""
+    recorded pid is dead; elsewhere, a storage heartbeat older than its grace period. A trial
+    with no owner yet (its process stopped between creating it and recording itself) is gone when
+    no registered process that could have created it is left (see `working`), else after
+    OWNERLESS_GRACE_S. `stopping`: this process (host:pid), which is stopping: its trials are gone."""
     TS = _states()
     host = socket.gethostname()
     failed = []
-    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+    # read after the trials: a process registers before it creates a trial, so whoever created
+    # one of them is in the register read now
+    orphaned = any(not t.user_attrs.get("worker") for t in running) and _nobody_else(study, storage, stopping)
+    for t in running:
         owner = str(t.user_attrs.get("worker", ""))
         h, _, pid = owner.rpartition(":")
         started = t.datetime_start.timestamp() if t.datetime_start else 0.0
-        dead = (h == host and pid.isdigit() and not _alive(int(pid))) or (not owner and time.time() - started > 60)
+        if owner:
+            dead = owner == stopping or (h == host and pid.isdigit() and not _alive(int(pid)))
+        else:
+            dead = orphaned or time.time() - started > OWNERLESS_GRACE_S
         if not dead:
             continue
         try:
@@ -100,3 +150,27 @@ def fail_stale(study, storage) -> list[int]:
             after = {t.number for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
             failed += sorted(before - after)
     return failed
+
+
+@contextlib.contextmanager
+def working(study, storage=None):
+    """Run trials of the study as a registered worker (study system attribute
+    `advisor_worker:host:pid`, written before the first trial is created, marked ended after). So
+    that a trial never stays RUNNING for a process that is gone: when the block ends otherwise
+    than normally (Ctrl-C, an error), the trials this process leaves running are marked FAIL
+    (interrupted), and a resume knows whether the process that left a trial without owner can
+    still be running."""
+    me = worker_id()
+    st = _study_storage(study, storage)
+    key = WORKER_ATTR + me
+    since = time.time()
+    st.set_study_system_attr(study._study_id, key, {"since": since, "ended": False})
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fail_stale(study, storage or st, stopping=me)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            st.set_study_system_attr(study._study_id, key, {"since": since, "ended": True})
