@@ -54,8 +54,10 @@ class DiagnoseReport(BaseModel):
     best_run: str | None = None
 
     def worst_severity(self) -> int:
-        levels = [severity_rank(f.severity) for f in self.diagnoses + self.notes
-                  if f.label != "healthy"]
+        """The level --fail-on compares with. A healthy run's diagnoses (healthy itself, and the
+        plateau or slow convergence that say where it ended) are no problem; its notes count."""
+        levels = [severity_rank(f.severity) for r in self.runs
+                  for f in ([] if any(d.label == "healthy" for d in r.diagnoses) else r.diagnoses) + r.notes]
         return max(levels, default=-1)
 
 
