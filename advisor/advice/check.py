@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.engine import Finding, evaluate, load_knowledge, severity_rank
-from advisor.facts.space import param_facts, space_facts
+from advisor.errors import InputError
+from advisor.facts.space import broken_param_facts, param_facts, space_facts
 from advisor.ingest.space import SpaceFile, load_space
 
 SCHEMA = "advisor.check/1"
@@ -38,9 +39,10 @@ class _Fix(BaseModel):
     changes: dict[str, Any]
 
 
-def check(path: str | Path, context: dict[str, Any]) -> tuple[CheckReport, SpaceFile, list[_Fix]]:
+def check(path: str | Path, context: dict[str, Any], sf: SpaceFile | None = None
+          ) -> tuple[CheckReport, SpaceFile, list[_Fix]]:
+    sf = sf or load_space(path, lint=True)  # read (and refused) before the rules are loaded
     kb = load_knowledge("check")
-    sf = load_space(path)
     facts, optimizer = space_facts(sf, {k: v for k, v in context.items() if v is not None},
                                    kb.catalogue.analysis)
     findings, _ = evaluate(kb, facts)
@@ -49,20 +51,43 @@ def check(path: str | Path, context: dict[str, Any]) -> tuple[CheckReport, Space
         rule = kb.rule(finding.code)
         if rule and "space" in rule.fix:
             fixes.append(_Fix(code=rule.code, param=None, changes=_resolve(rule.fix["space"], facts)))
-    for name in sf.space.params:
-        pfacts = {**facts, **param_facts(sf, name, optimizer, kb.catalogue.analysis)}
+    for name in [*sf.space.params, *sf.broken]:
+        if name in sf.broken:
+            pfacts = {**facts, **broken_param_facts(sf, name)}
+        else:
+            pfacts = {**facts, **param_facts(sf, name, optimizer, kb.catalogue.analysis)}
         found, _ = evaluate(kb, pfacts, scope="param", param=name)
         findings += found
         for finding in found:
             rule = kb.rule(finding.code)
             if rule and "param" in rule.fix:
-                fixes.append(_Fix(code=rule.code, param=name, changes=_resolve(rule.fix["param"], pfacts)))
+                changes = _resolve(rule.fix["param"], pfacts)
+                if changes:
+                    fixes.append(_Fix(code=rule.code, param=name, changes=changes))
     for finding in findings:
         finding.run = sf.path
     findings.sort(key=lambda f: (-severity_rank(f.severity), f.code, f.param or ""))
     summary = SpaceSummary(path=sf.path, format=sf.format, strategy=sf.space.strategy,
                            params=list(sf.space.params), trials=sf.space.trials, grid_size=facts["grid_size"])
     return CheckReport(findings=findings, space=summary), sf, fixes
+
+
+def cannot_run(finding: Finding) -> bool:
+    """K0xx: the space cannot run as written (a reversed range, a goal W&B does not have ...):
+    `search` refuses what these rules find, so a clean `check` means the space runs."""
+    return finding.code.startswith("K0")
+
+
+def runnable_space(path: str | Path) -> SpaceFile:
+    """A space file for `search --plan`: read as `check` reads it, and refused with the first
+    K0xx finding (its file, line and message) when it would not run."""
+    sf = load_space(path)
+    report, _, _ = check(path, {}, sf)
+    for finding in report.findings:
+        if cannot_run(finding):
+            raise InputError(f"{sf.path}: {finding.code} {finding.message} "
+                             f"(`advisor check {sf.path}` lists every problem)")
+    return sf
 
 
 def _resolve(changes: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
@@ -83,12 +108,10 @@ def fixed_document(sf: SpaceFile, fixes: list[_Fix]):
     try:
         from ruamel.yaml import YAML
     except ImportError:  # pragma: no cover - a dependency, but say so if it is missing
-        from advisor.errors import InputError
         raise InputError("--fix needs ruamel.yaml: pip install ruamel.yaml") from None
     yaml = YAML()
     yaml.preserve_quotes = True
-    with open(sf.path, encoding="utf-8") as fh:
-        doc = yaml.load(fh)
+    doc = yaml.load(sf.text)  # the text load_space read and judged (decoded, bounded)
     notes: list[str] = []
     for fix in fixes:
         if fix.param is None:

@@ -43,12 +43,73 @@ def _lr_range(optimizer: str | None) -> tuple[float, float]:
     return tuple(by.get(optimizer or "unknown", by["unknown"]))  # type: ignore[return-value]
 
 
+_SCALAR = (str, int, float, bool, type(None))
+# W&B distributions whose min/max are the values themselves (a reversed pair is swapped by --fix)
+_WANDB_VALUE_BOUNDS = {"int_uniform", "uniform", "q_uniform", "log_uniform_values",
+                       "q_log_uniform_values", "inv_log_uniform_values"}
+
+
+def broken_param_facts(sf: SpaceFile, name: str) -> dict[str, Any]:
+    """Facts of a parameter that could not be read as one (lint mode: a W&B distribution that
+    W&B does not have): its name, line and what it says."""
+    raw = sf.broken[name]
+    return {"p_name": name, "p_canonical": canonical(name) or "other", "p_line": sf.lines.get(name),
+            "p_distribution": raw.get("distribution"), "p_distribution_known": False}
+
+
+def _bad_choice(p: Any) -> str | None:
+    """The first choice a search cannot use: a list or mapping (Optuna takes numbers, strings,
+    booleans and null), or for a float / int parameter anything but a number."""
+    numeric = p.type in ("float", "int")
+    for c in p.choices or []:
+        if not isinstance(c, _SCALAR) or (numeric and (isinstance(c, bool) or not isinstance(c, (int, float)))):
+            return repr(c)[:60]
+    return None
+
+
+def _validity(sf: SpaceFile, name: str) -> dict[str, Any]:
+    """What keeps the parameter from running as written: a reversed or non-finite range (the
+    first one, as written), choices that are not values, a step that does not move."""
+    p = sf.space.params[name]
+    facts: dict[str, Any] = {"p_reversed": False, "p_nonfinite": False}
+    for key, lo, hi in p.bounds():
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            facts.update(p_nonfinite=True, p_bad_low=lo, p_bad_high=hi, p_bad_range=key)
+            break
+        if p.type != "categorical" and lo > hi:
+            facts.update(p_reversed=True, p_bad_low=lo, p_bad_high=hi, p_bad_range=key)
+            break
+    if not facts["p_nonfinite"] and p.type in ("float", "int"):
+        odd = [c for c in p.choices or [] if isinstance(c, float) and not math.isfinite(c)]
+        if odd:
+            facts.update(p_nonfinite=True, p_bad_low=min(odd), p_bad_high=max(odd))
+    raw = sf.raw_params.get(name) or {}
+    if facts["p_reversed"] and p.by is None and p.choices is None:
+        keys = ("low", "high") if sf.format == "advisor" else ("min", "max")
+        if sf.format == "advisor" or sf.wandb_distribution.get(name) in _WANDB_VALUE_BOUNDS:
+            facts["p_swap_low"], facts["p_swap_high"] = raw.get(keys[1]), raw.get(keys[0])
+    bad = _bad_choice(p)
+    facts["p_choices_unusable"] = bad is not None
+    facts["p_bad_choice"] = bad
+    facts["p_has_choices"] = bool(p.choices)
+    facts["p_by"] = p.by
+    facts["p_by_searched"] = p.by is not None and p.by in sf.space.params
+    facts["p_step"] = p.step
+    facts["p_distribution"] = sf.wandb_distribution.get(name)
+    facts["p_distribution_known"] = True
+    return facts
+
+
 def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, float]) -> dict[str, Any]:
     p = sf.space.params[name]
     canon = canonical(name)
     ranges = tables()["ranges"]["parameters"]
-    numeric = [c for c in (p.choices or []) if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    validity = _validity(sf, name)
+    numeric = [c for c in (p.choices or []) if isinstance(c, (int, float)) and not isinstance(c, bool)
+               and math.isfinite(c)]
     bounds = p.bounds()
+    if validity["p_reversed"] or validity["p_nonfinite"]:
+        bounds, numeric = [], []  # a range that cannot run has no scale to judge (rules K003, K004)
     low = min((b[1] for b in bounds), default=min(numeric) if numeric else None)
     high = max((b[2] for b in bounds), default=max(numeric) if numeric else None)
     positive = [v for v in numeric if v > 0]
@@ -60,9 +121,10 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
         "p_choices_linear": _linear_choices([float(v) for v in numeric], a) if numeric else False,
         "p_conditional": p.by is not None,
         "p_wandb_log_uniform": sf.wandb_distribution.get(name) in ("log_uniform", "q_log_uniform", "inv_log_uniform"),
+        **validity,
     }
     raw = sf.raw_params.get(name) or {}
-    if facts["p_wandb_log_uniform"]:
+    if facts["p_wandb_log_uniform"] and bounds:
         facts["p_raw_low"], facts["p_raw_high"] = raw.get("min"), raw.get("max")
     # corrected ranges the lint rules quote and --fix writes
     if canon == "learning_rate":
@@ -108,7 +170,10 @@ def space_facts(sf: SpaceFile, context: dict[str, Any], a: dict[str, float]) -> 
     advised = int(a["random_trials_advised"])
     family = fixed_canon.get("model_family") or context.get("model_family")
     facts: dict[str, Any] = {
-        "format": sf.format, "strategy": space.strategy, "n_params": len(space.params),
+        "format": sf.format, "strategy": space.strategy, "n_params": len(space.params) + len(sf.broken),
+        "params_line": sf.key_lines.get("params" if sf.format == "advisor" else "parameters"),
+        "wandb_goal": sf.goal, "wandb_goal_line": sf.key_lines.get("metric.goal"),
+        "wandb_goal_unknown": sf.goal is not None and sf.goal not in ("minimize", "maximize"),
         "trials": space.trials, "grid_size": size, "epochs": epochs, "seeds": space.seeds,
         "budget_hours": budget, "trial_hours": trial_hours,
         "grid_hours": size * trial_hours if size and trial_hours else None,

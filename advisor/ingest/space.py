@@ -7,26 +7,15 @@ distribution of each parameter are kept beside it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from advisor.errors import InputError
+from advisor.inputs import load_yaml
 from advisor.space import Param, Pruner, Space
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML 1.1 reads `1e-5` as a string; people (and YAML 1.2 writers) mean a number."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
 
 # W&B sweep distributions -> advisor's (type, log); log_uniform takes natural-log exponents.
 WANDB_DISTRIBUTIONS = {
@@ -50,15 +39,17 @@ class SpaceFile:
     lines: dict[str, int] = field(default_factory=dict)      # parameter -> line in the file
     raw_params: dict[str, dict] = field(default_factory=dict)  # parameter -> its raw entry
     wandb_distribution: dict[str, str] = field(default_factory=dict)
+    text: str = ""                       # the file as read (decoded), for --fix
+    key_lines: dict[str, int] = field(default_factory=dict)  # 'metric.goal' -> its line
+    broken: dict[str, dict] = field(default_factory=dict)  # lint: parameters that cannot be read
+    goal: str | None = None              # W&B metric.goal as written
 
 
-def _param_lines(text: str, params_key: str) -> dict[str, int]:
+def _param_lines(root: Any, params_key: str) -> dict[str, int]:
     """Line of each entry under the parameters mapping (nested W&B parameters dotted)."""
+    import yaml
+
     lines: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return lines
 
     def walk(node: Any, prefix: str) -> None:
         if not isinstance(node, yaml.MappingNode):
@@ -79,42 +70,69 @@ def _param_lines(text: str, params_key: str) -> dict[str, int]:
     return lines
 
 
-def load_space(path: str | Path) -> SpaceFile:
+def load_space(path: str | Path, lint: bool = False) -> SpaceFile:
+    """A search space file: a regular file of bounded size, UTF-8 or UTF-16, whose YAML aliases
+    expand to a sane size and whose keys are each given once (advisor/inputs.py).
+
+    What cannot be read as a space at all is an InputError naming the field. What reads but
+    would not run (a reversed range, a W&B goal or distribution W&B does not have ...) is for the
+    K0xx lint rules of `advisor check` to find (advisor.advice.check.runnable_space refuses it
+    for `search`); with `lint`, a W&B parameter of an unknown distribution is kept aside in
+    `broken` for them, else it is refused here."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory; give the space or sweep YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; not a search space") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    data, root, text = load_yaml(path, "search space")
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping (advisor space or W&B sweep), got {type(data).__name__}")
     if "advisor_space" in data:
-        return _advisor(path, text, data)
-    if "method" in data or ("parameters" in data and "params" not in data):
-        return _wandb(path, text, data)
-    if "params" in data:
-        return _advisor(path, text, data)
-    raise InputError(f"{path}: neither an advisor space (params:) nor a W&B sweep (method:, parameters:)")
+        sf = _advisor(path, root, data)
+    elif "method" in data or ("parameters" in data and "params" not in data):
+        sf = _wandb(path, root, data, lint)
+    elif "params" in data:
+        sf = _advisor(path, root, data)
+    else:
+        raise InputError(f"{path}: neither an advisor space (params:) nor a W&B sweep (method:, parameters:)")
+    sf.text = text
+    sf.key_lines = _key_lines(root)
+    return sf
 
 
-def _advisor(path: Path, text: str, data: dict) -> SpaceFile:
+def _key_lines(root: Any) -> dict[str, int]:
+    """Line of each top-level key, and of the keys one level down ('metric.goal')."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if not isinstance(root, yaml.MappingNode):
+        return lines
+    for key, value in root.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        lines[key.value] = key.start_mark.line + 1
+        if isinstance(value, yaml.MappingNode):
+            for sub, _ in value.value:
+                if isinstance(sub, yaml.ScalarNode):
+                    lines[f"{key.value}.{sub.value}"] = sub.start_mark.line + 1
+    return lines
+
+
+def _field_error(path: Path, exc: ValidationError, names: dict[str, str] | None = None) -> InputError:
+    """One line for pydantic's first complaint, naming the field as the file names it."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    for ours, theirs in (names or {}).items():
+        if loc == ours or loc.startswith(ours + "."):
+            loc = theirs + loc[len(ours):]
+    value = err.get("input")
+    shown = f" (got {value!r:.60})" if value is not None and not isinstance(value, (dict, list)) else ""
+    return InputError(f"{path}: field '{loc}': {err['msg']}{shown}")
+
+
+def _advisor(path: Path, root: Any, data: dict) -> SpaceFile:
     try:
         space = Space.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) or True)
-        raise InputError(f"{path}: field '{loc}': {err['msg']}") from None
+        raise _field_error(path, exc) from None
     raw_params = data.get("params") or {}
-    return SpaceFile(str(path), "advisor", space, data, _param_lines(text, "params"),
+    return SpaceFile(str(path), "advisor", space, data, _param_lines(root, "params"),
                      {k: v for k, v in raw_params.items() if isinstance(v, dict)})
 
 
@@ -128,25 +146,44 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, dict]:
     return flat
 
 
-def _wandb(path: Path, text: str, data: dict) -> SpaceFile:
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _mapping(path: Path, data: dict, key: str, keys: str) -> dict:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: field '{key}': expected a mapping ({keys}), got {value!r:.60}")
+    return value
+
+
+def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
     method = data.get("method")
     if method not in WANDB_METHODS:
         raise InputError(f"{path}: field 'method': {method!r} is not one of grid, random, bayes")
     if not isinstance(data.get("parameters"), dict) or not data["parameters"]:
         raise InputError(f"{path}: field 'parameters': a W&B sweep needs a mapping of parameters")
+    lines = _param_lines(root, "parameters")
     params: dict[str, Param] = {}
     fixed: dict[str, Any] = {}
     dists: dict[str, str] = {}
+    broken: dict[str, dict[str, Any]] = {}
     flat = _flatten(data["parameters"])
     for name, spec in flat.items():
+        where = f"{path}" + (f":{lines[name]}" if name in lines else "") + f": parameter '{name}'"
         if not isinstance(spec, dict):
-            raise InputError(f"{path}: parameter '{name}': expected a mapping (value, values, distribution ...)")
+            raise InputError(f"{where}: expected a mapping (value, values, distribution ...)")
         dist = spec.get("distribution")
         if dist is None:
             dist = ("categorical" if "values" in spec else "constant" if "value" in spec
                     else "int_uniform" if all(isinstance(spec.get(k), int) for k in ("min", "max")) else "uniform")
-        if dist not in WANDB_DISTRIBUTIONS:
-            raise InputError(f"{path}: parameter '{name}': unknown distribution '{dist}' "
+        if not isinstance(dist, str) or dist not in WANDB_DISTRIBUTIONS:
+            if lint:  # for rule K005, with its line
+                broken[name] = {"distribution": str(dist)}
+                continue
+            raise InputError(f"{where}: unknown distribution '{dist}' "
                              f"(W&B has {', '.join(sorted(WANDB_DISTRIBUTIONS))})")
         dists[name] = dist
         if dist == "constant":
@@ -155,28 +192,37 @@ def _wandb(path: Path, text: str, data: dict) -> SpaceFile:
         kind, log = WANDB_DISTRIBUTIONS[dist]
         if kind == "categorical":
             if not isinstance(spec.get("values"), list) or not spec["values"]:
-                raise InputError(f"{path}: parameter '{name}': 'values' must be a non-empty list")
+                raise InputError(f"{where}: 'values' must be a non-empty list")
             params[name] = Param(type="categorical", choices=spec["values"])
             continue
         lo, hi = spec.get("min"), spec.get("max")
         if dist.startswith(("normal", "q_normal", "log_normal", "q_log_normal")):
-            mu, sigma = float(spec.get("mu", 0.0)), float(spec.get("sigma", 1.0))
+            mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
+            for key, v in (("mu", mu), ("sigma", sigma)):
+                if not _is_number(v):
+                    raise InputError(f"{where}: '{key}' must be a number, got {v!r:.60}")
             lo, hi = mu - 2 * sigma, mu + 2 * sigma
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
-            raise InputError(f"{path}: parameter '{name}': '{dist}' needs numeric 'min' and 'max'")
+        if not all(_is_number(v) for v in (lo, hi)):
+            raise InputError(f"{where}: '{dist}' needs numeric 'min' and 'max'")
         if dist in ("log_uniform", "q_log_uniform", "inv_log_uniform"):  # exponents -> values
             lo, hi = (math.exp(min(lo, 700)), math.exp(min(hi, 700)))
         params[name] = Param(type=kind, low=float(lo), high=float(hi), log=log)
-    metric = data.get("metric") or {}
-    early = data.get("early_terminate") or {}
-    space = Space(
-        name=data.get("name"), strategy=WANDB_METHODS[method],
-        direction="minimize" if metric.get("goal") == "minimize" else "maximize",
-        metric=metric.get("name", "val_metric"), trials=data.get("run_cap"),
-        pruner=Pruner(type="hyperband" if early.get("type") == "hyperband" else "none"),
-        fixed=fixed, params=params,
-    )
-    return SpaceFile(str(path), "wandb", space, data, _param_lines(text, "parameters"), flat, dists)
+    metric = _mapping(path, data, "metric", "name, goal")
+    early = _mapping(path, data, "early_terminate", "type, min_iter ...")
+    goal = metric.get("goal")
+    try:
+        space = Space(
+            name=data.get("name"), strategy=WANDB_METHODS[method],
+            # W&B minimizes unless told to maximize; an unknown goal is rule K002's
+            direction="maximize" if goal == "maximize" else "minimize",
+            metric=metric.get("name", "val_metric"), trials=data.get("run_cap"),
+            pruner=Pruner(type="hyperband" if early.get("type") == "hyperband" else "none"),
+            fixed=fixed, params=params,
+        )
+    except ValidationError as exc:
+        raise _field_error(path, exc, {"trials": "run_cap", "metric": "metric.name"}) from None
+    return SpaceFile(str(path), "wandb", space, data, lines, flat, dists, broken=broken,
+                     goal=None if goal is None else str(goal))
 
 
 def grid_size(space: Space) -> int | None:
@@ -184,7 +230,8 @@ def grid_size(space: Space) -> int | None:
     size = 1
     for p in space.params.values():
         if p.choices is None:
-            if p.type == "int" and p.low is not None and p.high is not None and not p.log:
+            if (p.type == "int" and p.low is not None and p.high is not None and not p.log
+                    and math.isfinite(p.low) and math.isfinite(p.high) and p.low <= p.high):
                 size *= int(p.high - p.low) + 1
                 continue
             return None
