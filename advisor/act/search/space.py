@@ -12,9 +12,9 @@ from advisor.space import Space
 
 def space_from_file(path) -> Space:
     """A `--plan` file: advisor's space YAML (what `advisor plan --emit yaml` writes) or a W&B sweep."""
-    from advisor.ingest.space import load_space
+    from advisor.advice.check import runnable_space  # the guarded read, refused on a K0xx finding
 
-    space = load_space(path).space
+    space = runnable_space(path).space
     _check_space(space, str(path))
     return space
 
