@@ -4,8 +4,9 @@
     python bench/bench_corpus.py ../shared/corpus --cv 5 --misses
 
 Each DIR holds `labels.json` (per file: `expect`, labels any of which is right; `forbid`, labels
-that mislead; `scored`), `raw/` (the files) and `SOURCES.md` (a table naming each file's
-repository); a folder holding such folders is taken whole. A file agrees when one expected
+that mislead; `scored`), the files (in `raw/`, or beside labels.json as in fixtures/real/) and
+`SOURCES.md` (a table naming each file's repository); a folder holding such folders is taken
+whole. A file agrees when one expected
 label is among the labels `diagnose` reports and no forbidden one is.
 
 Two figures, side by side:
@@ -87,7 +88,8 @@ def load_cases(dirs: list[Path]) -> list[Case]:
         for name, entry in sorted(labels.items()):
             if not entry.get("scored", True):
                 continue
-            cases.append(Case(path=folder / "raw" / name, family=folder.name,
+            raw = folder / "raw" / name
+            cases.append(Case(path=raw if raw.exists() else folder / name, family=folder.name,
                               repo=repos.get(name, f"{folder.name}/{name}"),
                               expect=set(entry["expect"]), forbid=set(entry.get("forbid", []))))
     return cases

@@ -100,3 +100,36 @@ def test_plot_shades_overfitting_from_the_best_epoch(tmp_path: Path) -> None:
     overfit = [r for r in regions if r[2] == "overfitting"]
     assert overfit and overfit[0][0] == report.runs[0].facts["best_val_epoch"]
     assert overfit[0][1] == epochs[-1]
+
+
+REAL = FIXTURES / "real"
+FAMILIES = ("keras", "lightning", "hf", "det", "csv")
+
+
+def test_shipped_rules_agree_with_the_practitioner_on_the_real_logs() -> None:
+    """Regression guard on the calibration corpus (copied into fixtures/real/): the shipped
+    thresholds, scored as bench/bench_corpus.py scores them. The honest figure is the scorer's
+    cross-validated one (README); this one is in-sample and must not drop."""
+    kb = load_knowledge("diagnose")
+    cases = bench_corpus.load_cases([REAL / f for f in FAMILIES])
+    assert len(cases) == 65
+    bench_corpus.measure(cases)
+    assert not [c.path.name for c in cases if c.error], "every real log is read"
+    predicted = {i: bench_corpus.predict(kb, c, kb.catalogue.threshold_values()) for i, c in enumerate(cases)}
+    figures = bench_corpus.report(kb, cases, predicted, "shipped")
+    assert figures["agreement"] >= 0.95
+    assert figures["problem_called_healthy"] / figures["problem_runs"] <= 0.05
+
+
+def test_rules_ship_the_thresholds_fitted_on_the_corpus() -> None:
+    """The values in rules/ are the ones the fit finds from the priors (no hand edits after it),
+    and the fit keeps every rule example true."""
+    kb = load_knowledge("diagnose")
+    cases = bench_corpus.load_cases([REAL / f for f in FAMILIES])
+    bench_corpus.measure(cases)
+    examples = bench_corpus.rule_examples(kb)
+    start = kb.catalogue.threshold_values(prior=True)
+    grids = {n: t.grid for n, t in kb.catalogue.thresholds.items() if t.grid}
+    fitted = bench_corpus.fit(kb, cases, start, grids, examples)
+    assert fitted == kb.catalogue.threshold_values()
+    assert bench_corpus.examples_hold(kb, examples, fitted)
