@@ -129,9 +129,9 @@ def decode_text(data: bytes, path: str | Path, what: str = "input") -> str:
         text = data[skip:].decode(encoding)
     except UnicodeDecodeError as exc:
         shown = "UTF-8" if encoding == "utf-8" else encoding.upper()
-        raise InputError(f"{path}: not {shown} text (byte {exc.start + skip}); not a {what}") from None
+        raise InputError(f"{path}: not {shown} text (byte {exc.start + skip}); not a usable {what}") from None
     if "\x00" in text:
-        raise InputError(f"{path}: binary data (a NUL character); not a {what}")
+        raise InputError(f"{path}: binary data (a NUL character); not a usable {what}")
     return text
 
 
@@ -149,7 +149,7 @@ def parse_json(text: str, path: str | Path, what: str = "input") -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply; not a {what}") from None
+        raise InputError(f"{path}: JSON nested too deeply; not a usable {what}") from None
     except ValueError as exc:  # an integer of thousands of digits (sys.set_int_max_str_digits)
         raise InputError(f"{path}: not a usable {what} ({str(exc).splitlines()[0]})") from None
 
@@ -199,7 +199,7 @@ def parse_yaml(text: str, path: str | Path, what: str = "input",
             where = f":{mark.line + 1}" if mark else ""
             raise InputError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         except RecursionError:
-            raise InputError(f"{path}: YAML nested too deeply; not a {what}") from None
+            raise InputError(f"{path}: YAML nested too deeply; not a usable {what}") from None
         if root is None:
             return None, None
         _judge_nodes(root, path, what, max_nodes)
@@ -210,7 +210,7 @@ def parse_yaml(text: str, path: str | Path, what: str = "input",
             where = f":{mark.line + 1}" if mark else ""
             raise InputError(f"{path}{where}: not a usable {what} ({getattr(exc, 'problem', None) or exc})") from None
         except RecursionError:
-            raise InputError(f"{path}: YAML nested too deeply; not a {what}") from None
+            raise InputError(f"{path}: YAML nested too deeply; not a usable {what}") from None
     finally:
         loader.dispose()
 
@@ -239,13 +239,13 @@ def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int) -> None
             sizes[key] = size
             if size > max_nodes:
                 raise InputError(f"{path}:{node.start_mark.line + 1}: YAML anchors and aliases expand to "
-                                 f"more than {max_nodes:,} values; not a {what}")
+                                 f"more than {max_nodes:,} values; not a usable {what}")
             continue
         if key in sizes:
             continue
         if key in visiting:
             raise InputError(f"{path}:{node.start_mark.line + 1}: a YAML alias that contains itself; "
-                             f"not a {what}")
+                             f"not a usable {what}")
         visiting.add(key)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
@@ -258,7 +258,7 @@ def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int) -> None
         for child in children:
             if id(child) in visiting:
                 raise InputError(f"{path}:{child.start_mark.line + 1}: a YAML alias that contains itself; "
-                                 f"not a {what}")
+                                 f"not a usable {what}")
             if id(child) not in sizes:
                 stack.append((child, False))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from advisor.errors import InputError
@@ -11,15 +12,31 @@ _HOURS_PER_UNIT = {"s": 1 / 3600, "sec": 1 / 3600, "m": 1 / 60, "min": 1 / 60, "
                    "hour": 1.0, "hours": 1.0, "d": 24.0, "day": 24.0, "days": 24.0}
 
 
+# A duration is at least a second and at most a century: shorter means nothing can run in it
+# (a budget of 1e-7 s planned "0 min", F40), longer overflows the arithmetic after it (F25).
+MIN_HOURS = 1 / 3600
+MAX_HOURS = 100 * 365 * 24.0
+
+
 def parse_hours(text: str, option: str = "--budget") -> float:
     """'90m' -> 1.5, '50h' -> 50, '2d' -> 48; a bare number means hours."""
     match = _DURATION.match(text)
     if not match:
-        raise InputError(f"{option}: cannot read duration {text!r} (use e.g. 90m, 50h, 2d)")
+        raise InputError(f"{option}: cannot read duration {text[:40]!r} (use e.g. 90m, 50h, 2d)")
     value, unit = float(match.group(1)), (match.group(2) or "h").lower()
     if value <= 0:
-        raise InputError(f"{option}: duration must be positive, got {text!r}")
-    return value * _HOURS_PER_UNIT[unit]
+        raise InputError(f"{option}: duration must be positive, got {text[:40]!r}")
+    return check_hours(value * _HOURS_PER_UNIT[unit], option, text)
+
+
+def check_hours(hours: float, option: str, text: str | None = None) -> float:
+    """`hours` when it lies between a second and a century; else one line naming the option."""
+    shown = repr(text[:40]) if text is not None else f"{hours:g} h"
+    if not math.isfinite(hours) or hours > MAX_HOURS:
+        raise InputError(f"{option}: {shown} is more than a century; give a duration such as 50h or 2d")
+    if hours < MIN_HOURS:
+        raise InputError(f"{option}: {shown} is under a second; give a duration such as 90m or 50h")
+    return hours
 
 
 def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:

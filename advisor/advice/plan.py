@@ -39,7 +39,6 @@ the budget affords, and its findings are the plan's reasons.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +86,20 @@ def parse_params(items: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
+def _check_valid(key: str, text: str, name: str, value: float) -> None:
+    """One line when a current value is one no training runs with (rules/tables/ranges.yaml `valid`)."""
+    v = tables()["ranges"].get("valid", {}).get(name)
+    if not v:
+        return
+    tests = (("above", lambda b: value > b, "above"), ("low", lambda b: value >= b, "at least"),
+             ("below", lambda b: value < b, "below"), ("high", lambda b: value <= b, "at most"))
+    wrong = [f"{words} {v[k]:g}" for k, ok, words in tests if k in v and not ok(v[k])]
+    if v.get("integer") and not value.is_integer():
+        wrong.append("a whole number")
+    if wrong:
+        raise InputError(f"--current {key}={text}: {name.replace('_', ' ')} must be {' and '.join(wrong)}")
+
+
 def parse_current(assignments: dict[str, str], optimizer: str | None = None) -> dict[str, Any]:
     """--current key=value pairs -> canonical name -> number (or name, for optimizer and schedule)."""
     current: dict[str, Any] = {}
@@ -101,6 +114,7 @@ def parse_current(assignments: dict[str, str], optimizer: str | None = None) -> 
             raise InputError(f"--current {key}={text}: '{text}' is not a number") from None
         if not math.isfinite(value) or value < 0:
             raise InputError(f"--current {key}={text}: must be a finite number >= 0")
+        _check_valid(key, text, name, value)
         current[name] = int(value) if name in ("batch_size", "width", "depth") and value.is_integer() else value
     if "optimizer" in current and current["optimizer"] not in OPTIMIZERS:
         raise InputError(f"--current optimizer={current['optimizer']}: unknown optimizer "
@@ -121,15 +135,13 @@ class Finder(BaseModel):
 
 def read_finder(path: Path) -> Finder:
     """An LR-finder result: {"suggested_lr": 3e-3, "range": [1e-4, 1e-2]} (range optional), or
-    the whole `advisor lr-find --json` document (its verdict and optimizer are read too)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    the whole `advisor lr-find --json` document (its verdict and optimizer are read too).
+    Read as every input is (advisor/inputs.py: a regular file, bounded, UTF-8 or UTF-16); a
+    suggestion outside any plausible learning rate (rules/tables/ranges.yaml), or outside the
+    finder's own range, is refused."""
+    from advisor.inputs import load_json
+
+    data = load_json(path, "LR-finder result")
     if not isinstance(data, dict) or "suggested_lr" not in data:
         raise InputError(f"{path}: expected a JSON object with 'suggested_lr' (and optionally 'range': [low, high])")
     lr = data["suggested_lr"]
@@ -138,15 +150,22 @@ def read_finder(path: Path) -> Finder:
         why = f" (verdict {verdict}: {data.get('message', '')})" if verdict else ""
         raise InputError(f"{path}: the LR finder suggests no learning rate{why}; fix the range test or drop --lr-from")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise InputError(f"{path}: 'suggested_lr' must be a positive number, got {lr!r}")
+        raise InputError(f"{path}: 'suggested_lr' must be a positive number, got {lr!r:.60}")
+    lo_ok, hi_ok = tables()["ranges"]["parameters"]["learning_rate"]["plausible"]
+    if not lo_ok <= lr <= hi_ok:
+        raise InputError(f"{path}: 'suggested_lr' {lr:g} is no learning rate an optimizer trains with "
+                         f"(plausible: {lo_ok:g} to {hi_ok:g}); check the range test, or drop --lr-from")
     low = high = None
     if data.get("range") is not None:
         rng = data["range"]
         if (not isinstance(rng, list) or len(rng) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in rng)
                 or rng[0] >= rng[1]):
-            raise InputError(f"{path}: 'range' must be [low, high] with 0 < low < high, got {rng!r}")
+            raise InputError(f"{path}: 'range' must be [low, high] with 0 < low < high, got {rng!r:.80}")
         low, high = float(rng[0]), float(rng[1])
+        if not low * 0.99 <= lr <= high * 1.01:  # a little slack for rounding
+            raise InputError(f"{path}: 'suggested_lr' {lr:g} lies outside the finder's own 'range' "
+                             f"[{low:g}, {high:g}]; the result contradicts itself, rerun the range test")
     opt = data.get("optimizer")
     opt = opt.get("name") if isinstance(opt, dict) else opt
     opt = opt.lower() if isinstance(opt, str) and opt.lower() in OPTIMIZERS else None

@@ -66,7 +66,7 @@ def plan(
     """Plan a hyperparameter search: strategy, parameters and ranges, budget split, pruner, stop rules."""
     from advisor.advice.plan import PlanInput, build_plan, parse_current, parse_params, read_finder
     from advisor.facts.hardware import detect, parse_memory
-    from advisor.units import parse_assignments, parse_hours
+    from advisor.units import check_hours, parse_assignments, parse_hours
 
     budget_hours = parse_hours(budget, "--budget")
     if trial_time is not None and epoch_time is not None:
@@ -78,7 +78,7 @@ def plan(
     elif epoch_time is not None:
         if epochs is None:
             raise InputError("--epoch-time needs --epochs (the trial costs epoch time x epochs)")
-        trial_hours = parse_hours(epoch_time, "--epoch-time") * epochs
+        trial_hours = check_hours(parse_hours(epoch_time, "--epoch-time") * epochs, "--epoch-time x --epochs")
     else:
         raise InputError("say what one trial costs: --trial-time 30m, or --epoch-time 90s --epochs 40")
     check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -88,10 +88,16 @@ def plan(
     for name, value in (("--dataset-size", dataset_size), ("--workers", workers)):
         if value is not None and value <= 0:
             raise InputError(f"{name}: must be positive, got {value}")
+    if not metric.strip() or any(not ch.isprintable() for ch in metric):
+        raise InputError(f"--metric: {metric[:60]!r} is not a metric name (no line breaks or control characters)")
     if emit and out is None:
         raise InputError(f"--emit {emit} needs --out FILE")
     if out is not None and not emit:
         raise InputError("--out needs --emit optuna|wandb|ray|yaml")
+    if from_ is not None and not from_.is_dir():
+        from advisor.inputs import regular_file
+
+        regular_file(from_, "training log")  # a FIFO or a device, refused before it can block
     inputs = [p for p in (from_, lr_from) if p is not None]
     if out is not None:
         check_output_path(out, inputs, force)
@@ -100,6 +106,7 @@ def plan(
     cur = parse_current(parse_assignments(current, "--current"), optimizer)
     finder = read_finder(lr_from) if lr_from is not None else None
     hw = detect(gpus, parse_memory(gpu_memory))
+    _check_workers(workers, hw, gpus is not None)
     optimizer = optimizer or cur.get("optimizer") or (finder.optimizer if finder else None)
 
     diagnosis = None
@@ -139,6 +146,22 @@ def plan(
         render(result, console())
     if emit:
         console(stderr=json_).print(f"[green]Wrote[/] {out} ({emit}).")
+
+
+def _check_workers(workers: Optional[int], hw, gpus_given: bool) -> None:
+    """--workers counts trials at once; more of them than GPUs would count GPU-hours the machine
+    does not have (64 workers on one GPU planned 64x its budget: bad-input report F19)."""
+    from advisor.facts.hardware import MAX_GPUS
+
+    if workers is None:
+        return
+    if workers > MAX_GPUS:
+        raise InputError(f"--workers: at most {MAX_GPUS:,} trials at once, got {str(workers)[:30]}")
+    if hw.gpus and workers > hw.gpus:
+        where = "given with --gpus" if gpus_given else "detected"
+        raise InputError(f"--workers {workers}: more trials at once than the {hw.gpus} GPU"
+                         f"{'s' if hw.gpus > 1 else ''} {where}; say --gpus {workers} if they run on "
+                         f"{workers} GPUs (on several machines), or give fewer workers")
 
 
 def hardware(

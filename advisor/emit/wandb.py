@@ -64,7 +64,8 @@ def render(plan: Plan, filename: str = "sweep.yaml") -> str:
         "# W&B sweep planned by `advisor plan`.",
         f"# {summary(plan)}",
         f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).",
-        f"# Run: wandb sweep {filename}, then `wandb agent <sweep-id>` once per GPU.",
+        f"# Run: wandb sweep {filename if filename.isprintable() else repr(filename)}, then "
+        "`wandb agent <sweep-id>` once per GPU.",
         "# program: replace train.py with your training script; it reads wandb.config and logs",
         f"#   {plan.metric} every epoch (the early termination reads it).",
     ]

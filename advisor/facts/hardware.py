@@ -20,6 +20,10 @@ from advisor.errors import InputError
 SCHEMA = "advisor.hardware/1"
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(g|gb|gib)?\s*$", re.I)
+# Bounds on what the command line may claim: a plan is for one cluster, and `detect` lists each
+# GPU (a count of 10**8 took minutes and gigabytes: bad-input report F23).
+MAX_GPUS = 10_000
+MAX_GPU_MEMORY_GB = 100_000.0
 
 
 class Gpu(BaseModel):
@@ -58,8 +62,12 @@ def parse_memory(text: str | None, option: str = "--gpu-memory") -> float | None
         return None
     match = _MEMORY.match(text)
     if not match or float(match.group(1)) <= 0:
-        raise InputError(f"{option}: cannot read GPU memory {text!r} (use e.g. 24 or 24GB)")
-    return float(match.group(1))
+        raise InputError(f"{option}: cannot read GPU memory {text[:40]!r} (use e.g. 24 or 24GB)")
+    value = float(match.group(1))
+    if value > MAX_GPU_MEMORY_GB:  # also what overflows to infinity (F29)
+        raise InputError(f"{option}: {text[:40]!r} is more memory than a GPU has "
+                         f"(at most {MAX_GPU_MEMORY_GB:,.0f} GB)")
+    return value
 
 
 def cpu_cores() -> int:
@@ -73,6 +81,8 @@ def detect(gpus: int | None = None, gpu_memory_gb: float | None = None) -> Hardw
     """What this machine has; given values win and spare the detection (and the torch import)."""
     if gpus is not None and gpus < 0:
         raise InputError(f"--gpus: must be 0 or more, got {gpus}")
+    if gpus is not None and gpus > MAX_GPUS:
+        raise InputError(f"--gpus: at most {MAX_GPUS:,} (a plan is for one cluster), got {str(gpus)[:30]}")
     if gpus is not None or gpu_memory_gb is not None:
         count = 1 if gpus is None else gpus
         return Hardware(cuda=[Gpu(index=i, name="(given)", memory_gb=gpu_memory_gb) for i in range(count)],
