@@ -6,6 +6,7 @@ the other commands start fast.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -52,8 +53,8 @@ def audit(
 ) -> None:
     """Audit a finished search: best at the boundary, over-pruning, flat results, crashes, when to stop."""
     check_fail_on(fail_on)
-    if timeout <= 0:
-        raise InputError(f"--timeout: must be positive, got {timeout}")
+    if not math.isfinite(timeout) or timeout <= 0 or timeout > 3600:
+        raise InputError(f"--timeout: seconds between 0 and 3600, got {timeout}")
     from advisor.advice.audit import audit as run_audit
 
     if report is not None:

@@ -117,7 +117,7 @@ def study_facts(table: StudyTable, analysis: dict[str, float],
         f["best_number"] = int(t.at[i_best, "number"])
     if len(vals) >= 2:
         scale = max(abs(float((sign * vals).max())), 1e-12)
-        f["value_spread"] = float(vals.max() - vals.min()) / scale
+        f["value_spread"] = float(vals.max()) / scale - float(vals.min()) / scale  # no overflow near 1e308
         f["value_worst"] = float(value[(sign * vals).idxmin()])
     if baseline.any():
         i_base = t.index[baseline][0]
@@ -128,7 +128,7 @@ def study_facts(table: StudyTable, analysis: dict[str, float],
             f["baseline_value"] = float(value[i_base])
             if "best_value" in f:
                 denom = max(abs(f["baseline_value"]), 1e-12)
-                f["baseline_margin"] = sign * (f["best_value"] - f["baseline_value"]) / denom
+                f["baseline_margin"] = sign * (f["best_value"] / denom - f["baseline_value"] / denom)
     else:
         f["has_baseline"] = False
 

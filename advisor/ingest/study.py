@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.errors import InputError
+from advisor.inputs import regular_file, text_encoding
 
 STATES = ("complete", "pruned", "failed", "running")
 SEED_NAMES = ("seed", "random_seed", "random_state", "rng_seed")
@@ -76,20 +77,47 @@ def load_study(source: str, study: str | None = None, metric: str | None = None,
     """Read a finished search: an Optuna storage URL, a SQLite file, or a trials CSV."""
     if direction is not None and direction not in ("minimize", "maximize"):
         raise InputError(f"--direction: expected minimize or maximize, got '{direction}'")
-    if "://" in source:
+    secret = _password(source) if "://" in source else None
+    try:
+        return _load_study(source, hide_password(source), study, metric, direction, baseline_trial, timeout)
+    except InputError as exc:
+        text = str(exc)
+        if secret and secret in text:  # a driver's message may quote the URL: never the password
+            raise InputError(text.replace(secret, "***")) from None
+        raise
+
+
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*):([^@/?#]*)@")
+
+
+def _password(url: str) -> str | None:
+    m = _URL_PASSWORD.match(url)
+    return m.group(2) if m and m.group(2) else None
+
+
+def hide_password(url: str) -> str:
+    """A storage URL as it may be shown: user:***@host, as `search` and `worker` print it."""
+    return _URL_PASSWORD.sub(r"\1:***@", url) if _password(url) else url
+
+
+def _load_study(url_given: str, source: str, study: str | None, metric: str | None,
+                direction: str | None, baseline_trial: int | None, timeout: float) -> StudyTable:
+    """load_study, with `source` the name to show (its password hidden) and `url_given` the
+    one to connect to."""
+    if "://" in url_given:
         _no_metric(source, metric)
-        url = _sqlite_url_read_only(source, source) if source.startswith("sqlite") else source
+        url = _sqlite_url_read_only(url_given, source) if url_given.startswith("sqlite") else url_given
         table = _read_storage(source, url, study, timeout)
     else:
         path = Path(source)
-        if not path.exists():
-            raise InputError(f"{source}: no such file")
-        if path.is_dir():
-            raise InputError(f"{source}: is a directory; give an Optuna storage (.db) or a trials CSV")
+        regular_file(path, "Optuna storage or trials CSV")  # a FIFO or a device: one line, at once
         with path.open("rb") as fh:
             head = fh.read(4096)
         if not head.strip():
             raise InputError(f"{source}: file is empty")
+        if path.suffix.lower() in (".db", ".sqlite", ".sqlite3") and not head.startswith(_SQLITE_MAGIC):
+            raise InputError(f"{source}: named like a SQLite storage, but not a SQLite database (no SQLite "
+                             "header); give the Optuna storage file, or a trials CSV named .csv")
         if head.startswith(_SQLITE_MAGIC):
             _no_metric(source, metric)
             table = _read_storage(source, _sqlite_url_read_only(f"sqlite:///{path.resolve()}", source),
@@ -97,7 +125,7 @@ def load_study(source: str, study: str | None = None, metric: str | None = None,
         elif head.lstrip().startswith(b"{") and b'"op_code"' in head:
             _no_metric(source, metric)
             table = _read_journal(source, path, study)
-        elif b"\x00" in head:
+        elif b"\x00" in head and text_encoding(head)[0] == "utf-8":  # UTF-16 text is a CSV still
             raise InputError(f"{source}: binary data, neither an Optuna SQLite storage nor a trials CSV")
         else:
             if study is not None:
@@ -151,6 +179,10 @@ def _sqlite_url_read_only(url: str, source: str) -> str:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "read-only" in str(exc):  # WAL mode needs its -shm file beside it
+            raise InputError(f"{source}: a SQLite database in WAL mode, which SQLite can read only where it "
+                             f"may create {path.name}-shm beside it; copy {path.name} (with its -wal file) "
+                             "to a folder you can write, and audit the copy") from None
         raise InputError(f"{source}: not a readable SQLite database ({exc})") from None
     if not _OPTUNA_TABLES <= tables:
         raise InputError(f"{source}: a SQLite database, but not an Optuna storage (no studies/trials tables)")
@@ -291,6 +323,9 @@ def _from_frozen(source: str, name: str, frozen: list, direction: str, fmt: str)
     for t in frozen:
         iv = t.intermediate_values
         last = iv[max(iv)] if iv else None
+        if t.value is not None and not (isinstance(t.value, (int, float)) and not isinstance(t.value, bool)):
+            raise InputError(f"{source}: trial {t.number} of study '{name}': its value {t.value!r:.40} is not a "
+                             "number (the storage was edited by hand?)")
         value = t.value if t.value is not None else math.nan
         epochs = _user_epochs(t.user_attrs)
         if epochs is None and any_reports:
@@ -361,16 +396,54 @@ def _mark_enqueued_baseline(trials: pd.DataFrame) -> None:
 
 # --------------------------------------------------------------------------- trial CSVs
 
+MAX_CSV_BYTES = 2**30  # a trials table of a million trials is far below this
+
+
+def _separator(path: Path, text: str) -> str:
+    """Tab for .tsv; else whichever of , ; | and tab the header line holds most of (a TSV or a
+    European ';' export named .csv is common)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {sep: header.count(sep) for sep in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] > counts[","] else ","
+
+
+def _ragged_row(text: str, sep: str) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first row whose field count differs from the
+    header's: pandas would shift such a row's columns or make its first column the index."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    width = None
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            return reader.line_num, len(row), width
+    return None
+
+
 def _read_csv(path: Path, metric: str | None) -> StudyTable:
+    from advisor.inputs import decode_text, read_bytes
+
+    text = decode_text(read_bytes(path, "trials CSV", MAX_CSV_BYTES), path, "trials CSV")
+    sep = _separator(path, text)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; not a trials CSV") from None
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        ragged = _ragged_row(text, sep)
+    except Exception as exc:  # csv.Error: a NUL or an unterminated quote
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    if ragged:
+        raise InputError(f"{path}: line {ragged[0]} has {ragged[1]} fields, the header {ragged[2]}; "
+                         "fix that row (a comma inside an unquoted value?)")
     try:
         import io
 
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: not a readable CSV ({_first_line(exc)})") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -398,7 +471,7 @@ def _read_csv(path: Path, metric: str | None) -> StudyTable:
     has_states = any(c in cols for c in ("state", "State", "status", "Status"))
     if values.isna().all() and not (raw.str.lower() == "nan").any() and not has_states:
         raise InputError(f"{path}: column '{value_col}' has no values")
-    numbers = _numbers(df, fmt)
+    numbers = _numbers(df, fmt, path)
     epochs = _epochs(df)
     states = _states(df, fmt, epochs)
     param_cols = _param_columns(df, fmt, value_col)
@@ -469,11 +542,21 @@ def _value_column(path: Path, df: pd.DataFrame, metric: str | None) -> str:
                      f"({'candidates' if hinted else 'numeric columns'}: {shown})")
 
 
-def _numbers(df: pd.DataFrame, fmt: str) -> list[int]:
+def _numbers(df: pd.DataFrame, fmt: str, path: Path | None = None) -> list[int]:
     if "number" in df.columns:
-        nums = pd.to_numeric(df["number"], errors="coerce")
-        if nums.notna().all() and nums.is_unique:
-            return [int(n) for n in nums]
+        raw = df["number"].str.strip()
+        nums = pd.to_numeric(raw, errors="coerce")
+        bad = nums.isna() | (nums % 1 != 0)
+        if bad.any():  # never renumbered in silence: --baseline-trial and the findings name them
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path}: row {i + 2}, column 'number': {raw.iloc[i]!r:.40} is not a trial number")
+        dup = nums.duplicated(keep="first")
+        if dup.any():
+            i = int(np.flatnonzero(dup.to_numpy())[0])
+            first = int(np.flatnonzero((nums == nums.iloc[i]).to_numpy())[0])
+            raise InputError(f"{path}: row {i + 2}: trial number {int(nums.iloc[i])} appears twice "
+                             f"(first in row {first + 2})")
+        return [int(n) for n in nums]
     if fmt == "wandb-csv":
         if "Created" in df.columns:
             created = pd.to_datetime(df["Created"], errors="coerce")
