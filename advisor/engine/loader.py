@@ -273,14 +273,17 @@ def load_knowledge(family: str, root: str | None = None) -> KnowledgeBase:
 
     base = Path(root) if root else rules_dir()
     folder = base / family
-    cache = _cache_file(folder, base) if folder.is_dir() else None
-    if cache is not None and cache.exists():
-        try:
+    try:
+        cache = _cache_file(folder, base) if folder.is_dir() else None
+    except OSError:  # a rule file vanished while listed: load without a cache, which names it
+        cache = None
+    if cache is not None:
+        try:  # the cache folder may be unreadable (HOME=/root under another user): no cache then
             with cache.open("rb") as fh:
                 kb = pickle.load(fh)
             if isinstance(kb, KnowledgeBase):
                 return kb
-        except Exception:  # a stale or broken cache is rebuilt, never trusted
+        except Exception:  # missing, unreadable, stale or broken: rebuilt, never trusted
             pass
     kb = _load_knowledge(family, base)
     if cache is not None:

@@ -22,9 +22,10 @@ def find_rule(key: str) -> tuple[str, Rule]:
 
     names = [r.name for f in families() for r in load_knowledge(f).rules] + \
         [r.code for f in families() for r in load_knowledge(f).rules]
-    close = difflib.get_close_matches(key, names, n=1)
+    close = difflib.get_close_matches(key, names, n=1) if len(key) <= 100 else []
     hint = f"; did you mean '{close[0]}'?" if close else "; `advisor rules` lists them"
-    raise InputError(f"no rule '{key}'{hint}")
+    shown = key if len(key) <= 60 else f"{key[:60]}... ({len(key):,} characters)"  # F39: never echo 100 kB
+    raise InputError(f"no rule {shown!r}{hint}")
 
 
 def explain(family: str, rule: Rule, console: Console) -> None:
