@@ -133,3 +133,16 @@ def test_rules_ship_the_thresholds_fitted_on_the_corpus() -> None:
     fitted = bench_corpus.fit(kb, cases, start, grids, examples)
     assert fitted == kb.catalogue.threshold_values()
     assert bench_corpus.examples_hold(kb, examples, fitted)
+
+
+def test_a_metric_only_log_is_judged_on_its_metric(tmp_path: Path) -> None:
+    from advisor.advice.diagnosis import diagnose
+
+    rising, falling = tmp_path / "rising.csv", tmp_path / "falling.csv"
+    rising.write_text("epoch,val_accuracy\n" + "".join(f"{e},{0.5 + 0.02 * e:.2f}\n" for e in range(20)))
+    falling.write_text("epoch,val_accuracy\n" + "".join(f"{e},{0.9 - 0.02 * e:.2f}\n" for e in range(20)))
+    report, _ = diagnose([rising], {})
+    assert report.runs[0].facts["judged_on"] == "val_metric"
+    assert {d.label for d in report.diagnoses} == {"slow_convergence", "healthy"}
+    report, _ = diagnose([falling], {})
+    assert [d.label for d in report.diagnoses] == ["overfitting"]

@@ -40,8 +40,8 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
         raise InputError(f"{path}: header only, no data rows")
     names = list(raw.columns)
     roles = find_roles(names, overrides, path)
-    if "train_loss" not in roles and "val_loss" not in roles:
-        raise InputError(f"{path}: no loss column found among {', '.join(names[:15])}"
+    if not {"train_loss", "val_loss", "val_metric"} & set(roles):  # a metric-only log is judged on its metric
+        raise InputError(f"{path}: no loss or validation metric column found among {', '.join(names[:15])}"
                          f"{' ...' if len(names) > 15 else ''}; name one with --map train_loss=COLUMN")
 
     data: dict[str, np.ndarray] = {}
