@@ -26,7 +26,7 @@ def _assert_one_line_error(result, name: str, *words: str) -> None:
 CASES = {
     "empty.csv": (b"", ["empty"]),
     "header_only.csv": (b"epoch,loss,val_loss\n", ["header only"]),
-    "no_loss.csv": (b"epoch,foo,bar\n1,2,3\n2,3,4\n", ["no loss column"]),
+    "no_loss.csv": (b"epoch,foo,bar\n1,2,3\n2,3,4\n", ["no loss or validation metric column"]),
     "non_numeric.csv": (b"epoch,loss,val_loss\n0,2.3,2.4\n1,abc,2.2\n2,1.9,2.0\n", ["row 3", "'loss'", "abc"]),
     "all_nan.csv": (b"epoch,loss,val_loss\n0,2.3,\n1,2.1,\n2,1.9,\n", ["'val_loss'", "no values"]),
     "binary.csv": (bytes(range(256)) * 4, ["binary"]),
