@@ -31,7 +31,8 @@ STATES = ("complete", "pruned", "failed", "running")
 SEED_NAMES = ("seed", "random_seed", "random_state", "rng_seed")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OPTUNA_TABLES = {"studies", "trials", "trial_params", "version_info"}
-_MINIMIZE = re.compile(r"loss|err|mse|mae|rmse|perplex|ppl|nll|wer|cer|regret|time|latency", re.I)
+# Names known to be higher-is-better; which names are lower-is-better is decided in one place for
+# every command (rules/tables/metric_direction.yaml, through roles.higher_is_better).
 _MAXIMIZE = re.compile(r"acc|auc|f1|map|score|precision|recall|r2|iou|dice|bleu|rouge|reward|top1|top5", re.I)
 
 
@@ -134,8 +135,9 @@ def _load_study(url_given: str, source: str, study: str | None, metric: str | No
             table = _read_csv(path, metric)
     if not len(table.trials):
         raise InputError(f"{source}: study '{table.name}' has no trials")
-    if direction is not None:
+    if direction is not None:  # --direction overrides the storage's and the metric name's
         table.direction, table.direction_from = direction, "option"
+        table.notes = [n for n in table.notes if not n.startswith("direction assumed")]
     if baseline_trial is not None:
         rows = table.trials["number"] == baseline_trial
         if not rows.any():
@@ -641,9 +643,14 @@ _LOG_BY_NAME = {"lr", "learning_rate", "weight_decay", "wd", "eps", "l2", "alpha
 
 
 def _guess_direction(metric: str | None) -> tuple[str, str]:
+    """A trials CSV's direction from its value column's name: lower-is-better by the table in
+    rules/tables/metric_direction.yaml (the one diagnose reads), higher-is-better for the names
+    known to be; any other name (or Optuna's bare `value`): minimize, as Optuna assumes."""
     if metric:
-        if _MAXIMIZE.search(metric) and not _MINIMIZE.search(metric):
-            return "maximize", "metric name"
-        if _MINIMIZE.search(metric):
+        from advisor.ingest.roles import higher_is_better
+
+        if not higher_is_better(metric):
             return "minimize", "metric name"
+        if _MAXIMIZE.search(metric):
+            return "maximize", "metric name"
     return "minimize", "assumed"
