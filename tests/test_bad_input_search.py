@@ -80,6 +80,56 @@ LOSS_OBJECTIVE = """
 """
 
 
+def test_an_objective_without_direction_is_minimized_with_a_note(tmp_path) -> None:
+    """F12: `search obj_loss.py:objective` maximized a loss and reported its worst configuration."""
+    task = _task(tmp_path, "obj_loss.py", LOSS_OBJECTIVE)
+    url = f"sqlite:///{tmp_path / 'ol.db'}"
+    r = run_cli("search", f"{task}:objective", "--params", "lr", "--epochs", "1", "--trials", "6", "--top-k", "0",
+                "--device", "cpu", "--storage", url, "--study", "x", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["direction"] == "minimize"
+    assert any("minimized, as Optuna does" in n and "--direction maximize" in n for n in doc["notes"])
+    values = [t.value for t in _trials(url, "x") if t.value is not None]
+    assert doc["best"]["value"] == min(values) and doc["best"]["value"] < max(values)
+
+
+def test_an_objective_direction_from_the_option_or_the_function_and_no_note(tmp_path) -> None:
+    task = _task(tmp_path, "obj_loss.py", textwrap.dedent(LOSS_OBJECTIVE) + "\nobjective.direction = 'maximize'\n")
+    base = ["--params", "lr", "--epochs", "1", "--trials", "2", "--top-k", "0", "--device", "cpu", "--json"]
+    r = run_cli("search", f"{task}:objective", *base, "--storage", f"sqlite:///{tmp_path / 'a.db'}")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["direction"] == "maximize" and not any("Optuna does" in n for n in doc["notes"])
+    _one_line_error(run_cli("search", f"{task}:objective", *base, "--direction", "minimize",
+                            "--storage", f"sqlite:///{tmp_path / 'b.db'}"), "contradicts")
+    plain = _task(tmp_path, "plain.py", LOSS_OBJECTIVE)
+    r = run_cli("search", f"{plain}:objective", *base, "--direction", "maximize",
+                "--storage", f"sqlite:///{tmp_path / 'c.db'}")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["direction"] == "maximize" and not any("Optuna does" in n for n in doc["notes"])
+
+
+# --------------------------------------------------------------------------- S3: internal errors -> one line
+
+def test_search_current_zero_on_a_log_range_is_one_line(tmp_path) -> None:
+    """F25 / F22: `--current lr=0` ended in Optuna's ValueError (log=True)."""
+    task = _task(tmp_path, "good.py", GOOD_TASK)
+    db = tmp_path / "cur.db"
+    _one_line_error(run_cli("search", task, "--params", "lr", "--current", "lr=0", "--trials", "2", "--epochs", "1",
+                            "--device", "cpu", "--storage", f"sqlite:///{db}"), "--current")
+    assert not db.exists()
+
+
+def test_worker_on_a_storage_file_that_is_not_there_creates_nothing(tmp_path, monkeypatch) -> None:
+    """F32: `worker --storage sqlite:///nofile.db` and `none.journal` created those files."""
+    monkeypatch.chdir(tmp_path)
+    for storage, name in (("sqlite:///nofile.db", "nofile.db"), ("none.journal", "none.journal")):
+        _one_line_error(run_cli("worker", "--storage", storage, "--study", "x"), name, "no such file")
+        assert not (tmp_path / name).exists()
+
+
 # --------------------------------------------------------------------------- F11: audit's metric direction
 
 def _trials_csv(tmp_path: Path, column: str) -> Path:

@@ -105,7 +105,10 @@ def prepare(req: Request, settings=None) -> Prepared:
 
         if not Path(url).is_file():
             raise InputError(f"--resume: {url}: no such file (the storage of the study to resume; --storage)")
-    storage = None if req.sanity else open_storage(url, settings.search.storage_timeout)
+    # A storage file that does not exist yet is created only once the task has been checked (a task
+    # that fails to import leaves no empty database behind); its folder is checked now.
+    new_file = not req.sanity and _new_local_file(url)
+    storage = None if req.sanity or new_file else open_storage(url, settings.search.storage_timeout)
 
     if req.resume:
         name = req.study or latest_study(storage, url, task)
@@ -158,8 +161,7 @@ def prepare(req: Request, settings=None) -> Prepared:
         metric_name = built.metric if isinstance(built.metric, str) else getattr(built.metric, "__name__", "metric")
         metric_name = f"val_{metric_name}"
     else:
-        direction = direction or getattr(runner.fn, "direction", None) or (
-            file_space.direction if file_space is not None else "maximize")
+        direction = _objective_direction(runner, direction, file_space, notes)
         metric_name = file_space.metric if file_space is not None else "objective"
 
     timeout_s = req.timeout_s
@@ -169,7 +171,7 @@ def prepare(req: Request, settings=None) -> Prepared:
         if timeout_s is None and isinstance(budget, (int, float)) and budget > 0 and not req.sanity:
             timeout_s = float(budget) * 3600
             notes.append(f"the plan's budget, {budget:g} h of wall time, caps the search (--timeout to change it)")
-        if space.direction != direction:
+        if _plan_direction(space) not in (None, direction):
             notes.append(f"the plan says {space.direction}; the task's metric is to {direction}: {direction} it is")
     elif req.demo:
         space = demo_space(settings)
@@ -225,10 +227,55 @@ def prepare(req: Request, settings=None) -> Prepared:
         notes.append(f"the plan asks for {space.seeds} seeds per configuration while exploring; advisor search "
                      "runs one and re-runs only the finalists with seeds")
     name = req.study or _default_name(task)
+    if new_file:
+        storage = open_storage(url, settings.search.storage_timeout)
     if storage is not None:
         _check_new_study(storage, url, name, spec)
     return Prepared(spec=spec, url=url, study=name, storage=storage, runner=runner, resume=False,
                     timeout_s=timeout_s, notes=notes)
+
+
+def _new_local_file(url: str) -> bool:
+    """True for a SQLite or journal storage file that does not exist yet, in a folder that does
+    (a missing folder: one line now, before the task is imported)."""
+    from pathlib import Path
+
+    if is_journal(url):
+        path = Path(url)
+    elif url.startswith("sqlite") and ":///" in url:
+        rest = url.split(":///", 1)[1].split("?", 1)[0]
+        if not rest or rest.startswith(":memory:"):
+            return False  # open_storage says why not
+        path = Path(rest)
+    else:
+        return False
+    if path.exists() or path.is_symlink():
+        return False
+    if not path.parent.is_dir():
+        raise InputError(f"--storage {url}: folder {path.parent} does not exist")
+    return True
+
+
+def _plan_direction(space) -> Optional[str]:
+    """The direction a plan file states (W&B's goal included), or None where it says none."""
+    return space.direction if "direction" in space.model_fields_set else None
+
+
+def _objective_direction(runner: Runner, direction: Optional[str], file_space, notes: list[str]) -> str:
+    """A custom objective's direction: --direction, else objective.direction, else the plan's; none
+    of them: minimized, as Optuna does, and said so (an objective is most often a loss)."""
+    own = getattr(runner.fn, "direction", None)
+    if own is not None and own not in ("maximize", "minimize"):
+        raise InputError(f"{runner.label}: objective.direction is {own!r}; expected 'maximize' or 'minimize'")
+    if own is not None and direction is not None and own != direction:
+        raise InputError(f"--direction {direction}: contradicts {runner.label}'s direction attribute ({own})")
+    chosen = direction or own or (_plan_direction(file_space) if file_space is not None else None)
+    if chosen is None:
+        notes.append(f"{runner.label} states no direction (no --direction, no objective.direction"
+                     f"{', no direction in the plan' if file_space is not None else ''}): its value is "
+                     "minimized, as Optuna does; give --direction maximize if higher is better")
+        chosen = "minimize"
+    return chosen
 
 
 def _default_name(task: str) -> str:

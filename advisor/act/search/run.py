@@ -627,6 +627,7 @@ def run_worker(url: str, study_name: str, *, index: Optional[int] = None, device
     if index is None:
         index = 1 + zlib.crc32(_worker_id().encode()) % 100_000
 
+    _existing_storage_file(url)
     storage = open_storage(url)
     spec = load_spec(storage, url, study_name)
     if task:
@@ -641,6 +642,22 @@ def run_worker(url: str, study_name: str, *, index: Optional[int] = None, device
     worker = _worker_id()
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.number not in before and t.user_attrs.get("worker") == worker)
+
+
+def _existing_storage_file(url: str) -> None:
+    """A worker joins a study: a SQLite or journal file that is not there is a wrong path, and
+    must not be created empty."""
+    from pathlib import Path
+
+    if is_journal(url):
+        path = Path(url)
+    elif url.startswith("sqlite") and ":///" in url:
+        path = Path(url.split(":///", 1)[1].split("?", 1)[0])
+    else:
+        return
+    if str(path) and not path.exists():
+        raise InputError(f"--storage {url}: {path}: no such file (the storage of a study that `advisor search` "
+                         "created; nothing was created)")
 
 
 def _spawn_workers(url: str, study_name: str, workers: int, device_name: str) -> list:
