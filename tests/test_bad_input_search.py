@@ -111,6 +111,98 @@ def test_an_objective_direction_from_the_option_or_the_function_and_no_note(tmp_
     assert doc["direction"] == "maximize" and not any("Optuna does" in n for n in doc["notes"])
 
 
+# --------------------------------------------------------------------------- F13: a dead task stops the search
+
+def test_a_loss_nan_from_the_first_step_stops_the_search_after_two_trials(tmp_path) -> None:
+    """F13: 16 trials were burnt and the report said '100% saved by pruning', exit 0."""
+    task = _task(tmp_path, "nan_loss.py", NAN_TASK)
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    r = run_cli("search", str(task), "--params", "lr,weight_decay", "--epochs", "3", "--trials", "20", "--top-k", "0",
+                "--device", "cpu", "--storage", url, "--study", "x")
+    _one_line_error(r, "first step", "before any update", "loss_fn", "stopped")
+    assert "saved by pruning" not in r.out
+    trials = _trials(url, "x")
+    assert len(trials) == 2 and all(t.user_attrs.get("nonfinite_at_start") for t in trials)
+
+
+def test_an_objective_nan_from_its_first_report_stops_the_search(tmp_path) -> None:
+    task = _task(tmp_path, "objective_nan.py", """
+        def objective(hp, report):
+            report(float("nan"), 0)
+            return float("nan")
+    """)
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    r = run_cli("search", f"{task}:objective", "--params", "lr", "--epochs", "3", "--trials", "20", "--top-k", "0",
+                "--device", "cpu", "--storage", url, "--study", "x", "--direction", "minimize")
+    _one_line_error(r, "non-finite value first thing", "stopped")
+    assert len(_trials(url, "x")) == 2
+
+
+def test_trials_that_all_go_non_finite_later_stop_the_search_at_the_guard(tmp_path) -> None:
+    task = _task(tmp_path, "late_nan.py", """
+        def objective(hp, report):
+            report(0.5, 0)
+            report(float("inf"), 1)
+            return 0.5
+    """)
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    r = run_cli("search", f"{task}:objective", "--params", "lr", "--epochs", "2", "--trials", "12", "--top-k", "0",
+                "--device", "cpu", "--storage", url, "--study", "x", "--direction", "minimize")
+    _one_line_error(r, "first 5 trials", "all went non-finite", "learning-rate")
+    assert len(_trials(url, "x")) == 5
+
+
+def test_a_budget_below_the_guard_that_all_fails_is_not_exit_0(tmp_path) -> None:
+    """F13: with 2 trials, trials that all failed ended in exit 0 and 'No trial completed'."""
+    task = _task(tmp_path, "raising.py", """
+        def objective(hp, report):
+            raise ValueError("shapes do not match")
+    """)
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    r = run_cli("search", f"{task}:objective", "--params", "lr", "--epochs", "1", "--trials", "2", "--top-k", "0",
+                "--device", "cpu", "--storage", url, "--study", "x", "--direction", "minimize")
+    _one_line_error(r, "first 2 trials all failed", "shapes do not match")
+
+
+def test_trials_stopped_for_a_non_finite_value_are_not_saved_by_pruning(tmp_path) -> None:
+    """Some configurations diverge in their second epoch, the others complete: the search runs on,
+    and the epochs the diverged ones did not run are not counted as saved by pruning."""
+    task = _task(tmp_path, "some_nan.py", """
+        def objective(hp, report):
+            lr = hp["learning_rate"]
+            for epoch in range(int(hp["epochs"])):
+                report(float("nan") if lr > 1e-2 and epoch == 1 else 1.0 / (1 + epoch + lr), epoch)
+            return 1.0 / (hp["epochs"] + lr)
+    """)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("advisor_space: 1\ndirection: minimize\nstrategy: grid\nepochs: 3\ntop_k: 0\n"
+                    "pruner: {type: none}\nparams:\n"
+                    "  learning_rate: {type: float, low: 1.0e-4, high: 1.0e-1, log: true, "
+                    "choices: [1.0e-4, 1.0e-3, 1.0e-1]}\n")
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    r = run_cli("search", f"{task}:objective", "--plan", plan, "--device", "cpu", "--storage", url, "--study", "x",
+                "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["trials"]["complete"] == 2 and doc["trials"]["pruned"] == 1
+    assert doc["epochs_saved_by_pruning"] == 0
+
+
+def test_the_trainer_checks_the_first_step() -> None:
+    """The trainer checks the loss every few steps; the first step is always checked, so that a
+    loss NaN from the start is known as such."""
+    from advisor.act.demo import TensorLoader
+    from advisor.act.task import Task
+    from advisor.act.train import Diverged, TrainConfig, train
+
+    x, y = torch.full((256, 4), float("nan")), torch.randint(0, 2, (256,))
+    task = Task(torch.nn.Linear(4, 2), TensorLoader(x, y, 16), TensorLoader(x, y, 16), torch.nn.CrossEntropyLoss(),
+                "accuracy")
+    with pytest.raises(Diverged) as info:
+        train(task, TrainConfig(epochs=1), device=torch.device("cpu"))
+    assert info.value.at_start and "first step" in info.value.reason
+
+
 # --------------------------------------------------------------------------- S3: internal errors -> one line
 
 def test_search_current_zero_on_a_log_range_is_one_line(tmp_path) -> None:

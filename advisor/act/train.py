@@ -128,9 +128,10 @@ class TrialError(Exception):
 class Diverged(Exception):
     """The training loss or the validation metric became NaN or infinite."""
 
-    def __init__(self, reason: str, epoch: int, value: float):
+    def __init__(self, reason: str, epoch: int, value: float, at_start: bool = False):
         super().__init__(reason)
         self.reason, self.epoch, self.value = reason, epoch, value
+        self.at_start = at_start  # non-finite from the first step (or first report), before any update
 
 
 class OutOfMemory(TrialError):
@@ -387,7 +388,7 @@ def train(task, config: TrainConfig, *, device=None, report: Optional[Callable[[
                 step += 1
                 n_batches += 1
                 pending += 1
-                if pending >= check_every:
+                if pending >= check_every or step == 1:  # the first step too: a loss NaN from the start
                     pending = 0
                     _check_finite(loss_sum, epoch, n_batches)
         except Diverged:
@@ -434,8 +435,9 @@ def train(task, config: TrainConfig, *, device=None, report: Optional[Callable[[
 def _check_finite(loss_sum, epoch: int, n_batches: int) -> None:
     value = float(loss_sum)
     if not math.isfinite(value):
-        raise Diverged(f"non-finite training loss ({value}) in epoch {epoch + 1} by step {n_batches}",
-                       epoch, value)
+        at_start = epoch == 0 and n_batches == 1
+        where = "at the first step, before any update" if at_start else f"in epoch {epoch + 1} by step {n_batches}"
+        raise Diverged(f"non-finite training loss ({value}) {where}", epoch, value, at_start=at_start)
 
 
 def _free(torch, device) -> None:

@@ -199,14 +199,18 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
         searched = suggest(trial, space)
         hp = _plain({**spec.fixed, **searched, "epochs": spec.epochs, "seed": seed})
         trial.set_user_attr("hp", hp)  # with its seed and epochs
-        trained = {"n": 0}
+        trained = {"n": 0, "reports": 0}
 
         def on_epoch(n: int) -> None:
             trained["n"] = n
 
         def report(value: float, epoch: int) -> None:
+            first = trained["reports"] == 0
+            trained["reports"] += 1
             if not math.isfinite(value):
-                raise Diverged(f"validation metric {value} after epoch {epoch + 1}", epoch, value)
+                # an objective's first report stands for its first step: advisor sees no earlier one
+                raise Diverged(f"validation metric {value} after epoch {epoch + 1}", epoch, value,
+                               at_start=first and runner.kind == "objective")
             if final:
                 return
             trial.report(value, epoch)
@@ -216,7 +220,8 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
         try:
             value = runner.run(hp, report, seed, spec.epochs, on_epoch)
             if not math.isfinite(value):
-                raise Diverged(f"the objective returned {value}", max(0, trained["n"] - 1), value)
+                raise Diverged(f"the objective returned {value}", max(0, trained["n"] - 1), value,
+                               at_start=trained["reports"] == 0)
             return value
         except optuna.TrialPruned:
             trial.set_user_attr("pruned_at", trained["n"])
@@ -224,6 +229,8 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
         except Diverged as exc:
             trial.set_user_attr("diverged", True)
             trial.set_user_attr("pruned_reason", exc.reason)
+            if exc.at_start:
+                trial.set_user_attr("nonfinite_at_start", True)
             if final:
                 trial.set_user_attr("fail_reason", f"diverged: {exc.reason}")
                 raise _TrialFailed(exc.reason) from None

@@ -309,19 +309,50 @@ class Search:
         return callback
 
     def _abort_rule(self, state):
+        """Stop a search whose task is dead: the first trials all failed or all went non-finite
+        (the plan's `abort_after_failures`, or the whole budget when it is smaller); two trials
+        whose loss is non-finite from the first step, before any update, are enough."""
         TS = _states()
-        limit = self.runner.settings.search.abort_after_failures
+        limit = min(self.runner.settings.search.abort_after_failures, max(1, self.spec.trials))
 
         def callback(study, trial) -> None:
-            finished = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL))
-                        if not is_final(t) and not t.user_attrs.get("interrupted")]
-            if len(finished) >= limit and all(t.state == TS.FAIL for t in finished):
-                last = finished[-1].user_attrs.get("fail_reason", "no reason recorded")
-                state["aborted"] = (f"the first {len(finished)} trials all failed, the last with: {last} "
-                                    "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
-                study.stop()
+            finished = sorted((t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL))
+                               if not is_final(t) and not t.user_attrs.get("interrupted")), key=lambda t: t.number)
+            if not finished or not all(_dead(t) for t in finished):
+                return
+            at_start = all(t.user_attrs.get("nonfinite_at_start") for t in finished)
+            if at_start and len(finished) >= min(2, limit):
+                state["aborted"] = self._dead_message(finished, at_start=True)
+            elif len(finished) >= limit:
+                state["aborted"] = self._dead_message(finished, at_start=False)
+            else:
+                return
+            study.stop()
 
         return callback
+
+    def _dead_message(self, finished, at_start: bool) -> str:
+        TS = _states()
+        n, last = len(finished), finished[-1]
+        which = f"the first {n} trials" if n > 1 else "the first trial"
+        nums = ", ".join(f"#{t.number}" for t in finished[:5]) + (" ..." if n > 5 else "")
+        reason = last.user_attrs.get("fail_reason") or last.user_attrs.get("pruned_reason") or "no reason recorded"
+        if at_start:
+            if self.runner.kind == "objective":
+                return (f"{which} ({nums}) all reported a non-finite value first thing (the last: {reason}): "
+                        "the objective is broken, not the configurations; the search stopped")
+            return (f"{which} ({nums}) all had a non-finite training loss at the first step, before any update: "
+                    "the data or the loss_fn is broken, not the configurations (`advisor lr-find` stops there "
+                    "too); the search stopped")
+        if all(t.state == TS.FAIL for t in finished):
+            return (f"{which} all failed, the last with: {reason} "
+                    "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
+        if all(t.state == TS.PRUNED for t in finished):
+            return (f"{which} ({nums}) all went non-finite, the last with: {reason}; lower the learning-rate "
+                    "range (`advisor lr-find` finds where the loss blows up) or check the data and the loss; "
+                    "the search stopped")
+        return (f"{which} ({nums}) all failed or went non-finite, the last with: {reason} "
+                "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
 
     def _epoch_rule(self, state):
         def callback(study, trial) -> None:
@@ -440,7 +471,9 @@ class Search:
         base_t = next((t for t in search if t.user_attrs.get("baseline")), None)
         e_search = sum(trial_epochs(t) for t in search)
         e_final = sum(trial_epochs(t) for t in trials if is_final(t))
-        saved = sum(max(0, _planned(t, self.spec.epochs) - trial_epochs(t)) for t in search if t.state == TS.PRUNED)
+        # saved by the pruner only: a trial stopped for a non-finite value saved nothing, it died
+        saved = sum(max(0, _planned(t, self.spec.epochs) - trial_epochs(t)) for t in search
+                    if t.state == TS.PRUNED and not t.user_attrs.get("diverged"))
         failures = []
         for t in search:
             reason = t.user_attrs.get("fail_reason") if t.state == TS.FAIL else t.user_attrs.get("pruned_reason")
@@ -463,6 +496,12 @@ class Search:
             epochs_used=e_search + e_final, epochs_search=e_search, epochs_final=e_final,
             epochs_saved_by_pruning=saved, failures=failures[:10], seconds=round(seconds, 2),
             notes=self.notes)
+
+
+def _dead(t) -> bool:
+    """A trial that gave nothing: it failed, or was stopped for a non-finite value (not by the pruner)."""
+    TS = _states()
+    return t.state == TS.FAIL or (t.state == TS.PRUNED and bool(t.user_attrs.get("diverged")))
 
 
 def _planned(t, default: int) -> int:
