@@ -203,6 +203,57 @@ def test_the_trainer_checks_the_first_step() -> None:
     assert info.value.at_start and "first step" in info.value.reason
 
 
+# --------------------------------------------------------------------------- F26: sys.exit() in a task
+
+def test_lr_find_names_a_task_that_exits_at_import_or_in_build(tmp_path) -> None:
+    """F26: `lr-find sys_exit_import.py` exited 0 with nothing printed; sys.exit(3) in build: exit 3."""
+    at_import = _task(tmp_path, "sys_exit_import.py", "import sys\nsys.exit(0)\n")
+    _one_line_error(run_cli("lr-find", at_import, "--device", "cpu"), "sys_exit_import.py", "sys.exit(0)",
+                    "__main__")
+    in_build = _task(tmp_path, "sys_exit.py", "import sys\ndef build(hp):\n    sys.exit(3)\n")
+    _one_line_error(run_cli("lr-find", in_build, "--device", "cpu"), "sys_exit.py", "build(hp)", "sys.exit(3)")
+
+
+def test_a_task_that_parses_the_command_line_at_import_sees_no_advisor_options(tmp_path) -> None:
+    """A training script that runs argparse when imported parsed advisor's own options and exited."""
+    task = _task(tmp_path, "script.py", "import argparse\nargs = argparse.ArgumentParser().parse_args()\n"
+                 + textwrap.dedent(GOOD_TASK))
+    r = run_cli("lr-find", task, "--device", "cpu", "--iters", "10", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["sweep"]["iters"] == 10
+
+
+def test_search_names_a_task_that_exits_and_creates_no_storage(tmp_path) -> None:
+    """F26 for search, and F32: the failed search left an empty Optuna database behind."""
+    for name, source, words in (("exit_import.py", "import sys\nsys.exit(0)\n", ("importing the task", "sys.exit(0)")),
+                                ("exit_build.py", "import sys\ndef build(hp):\n    sys.exit(3)\n",
+                                 ("build(hp)", "sys.exit(3)"))):
+        task = _task(tmp_path, name, source)
+        db = tmp_path / f"{name}.db"
+        r = run_cli("search", task, "--params", "lr", "--trials", "2", "--device", "cpu", "--storage", f"sqlite:///{db}")
+        _one_line_error(r, name, *words)
+        assert not db.exists()
+    missing = _task(tmp_path, "broken.py", "import no_such_module_here\n")
+    r = run_cli("search", missing, "--params", "lr", "--storage", f"sqlite:///{tmp_path / 'b.db'}")
+    _one_line_error(r, "broken.py")
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_an_objective_that_exits_in_a_trial_stops_the_search_in_one_line(tmp_path) -> None:
+    task = _task(tmp_path, "exit_objective.py", """
+        import sys
+
+        def objective(hp, report):
+            sys.exit(4)
+    """)
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    r = run_cli("search", f"{task}:objective", "--params", "lr", "--trials", "3", "--top-k", "0", "--device", "cpu",
+                "--storage", url, "--study", "x", "--direction", "minimize")
+    _one_line_error(r, "exit_objective.py", "sys.exit(4)", "trial #0")
+    trials = _trials(url, "x")
+    assert len(trials) == 1 and trials[0].state == optuna.trial.TrialState.FAIL
+
+
 # --------------------------------------------------------------------------- S3: internal errors -> one line
 
 def test_search_current_zero_on_a_log_range_is_one_line(tmp_path) -> None:

@@ -100,6 +100,11 @@ def lr_find(
                                    iters=iters, device=dev, callback=callback, settings=settings)
             curves.append(curve)
             suggestions.append(curve.suggest(settings))
+    except SystemExit as exc:  # the task's own code called sys.exit() during the test
+        from advisor.act.task import _exit_call
+
+        raise InputError(f"{spec}: the task called {_exit_call(exc)} during the range test; "
+                         "a task must return, not exit") from None
     finally:
         torch.set_num_threads(threads)
     seconds = sum(c.seconds for c in curves)

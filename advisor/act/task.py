@@ -74,6 +74,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_EXIT_HINT = (" (a script's command-line code runs when it is imported: put it under "
+              "`if __name__ == '__main__':`)")
+
+
+def _exit_call(exc: SystemExit) -> str:
+    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+
+
 def load_builder(spec: str) -> tuple[Callable, str, str | None]:
     """Import the module or file named by `spec`; return (build function, label, source file)."""
     target, func = split_spec(spec)
@@ -93,6 +101,9 @@ def load_builder(spec: str) -> tuple[Callable, str, str | None]:
         folder = str(path.resolve().parent)
         sys.path.insert(0, folder)  # so the task file can import its neighbours
         sys.modules[name] = module
+        argv = sys.argv
+        # imported as `python task.py` would run it: a parser at import time sees no advisor options
+        sys.argv = [str(path)]
         try:
             module_spec.loader.exec_module(module)
         except SyntaxError as exc:
@@ -102,7 +113,12 @@ def load_builder(spec: str) -> tuple[Callable, str, str | None]:
             sys.modules.pop(name, None)
             raise InputError(f"{target}: importing the task failed: {_user_frame(exc, source)}"
                              f"{_describe(exc)}") from None
+        except SystemExit as exc:  # sys.exit() or argparse at import time
+            sys.modules.pop(name, None)
+            raise InputError(f"{target}: importing the task called {_user_frame(exc, source)}{_exit_call(exc)}"
+                             f"{_EXIT_HINT}") from None
         finally:
+            sys.argv = argv
             if sys.path and sys.path[0] == folder:
                 sys.path.pop(0)
     else:
@@ -115,6 +131,8 @@ def load_builder(spec: str) -> tuple[Callable, str, str | None]:
             raise InputError(f"{target}: importing the task failed: {_describe(exc)}") from None
         except Exception as exc:
             raise InputError(f"{target}: importing the task failed: {_describe(exc)}") from None
+        except SystemExit as exc:
+            raise InputError(f"{target}: importing the task called {_exit_call(exc)}{_EXIT_HINT}") from None
         source = getattr(module, "__file__", None)
     build = getattr(module, func, None)
     if build is None:
@@ -162,4 +180,7 @@ def load_task(spec: str, hp: dict | None = None) -> Any:
         raise
     except Exception as exc:  # the user's builder failed: name where, and what
         raise InputError(f"{label}: build(hp) raised {_user_frame(exc, source)}{_describe(exc)}") from None
+    except SystemExit as exc:
+        raise InputError(f"{label}: build(hp) called {_user_frame(exc, source)}{_exit_call(exc)}; "
+                         "a task must return, not exit") from None
     return validate_task(task, label)

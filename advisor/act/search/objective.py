@@ -86,7 +86,7 @@ class Runner:
         if self.kind != "build":
             return None
         from advisor.act.lr_find import seed_everything
-        from advisor.act.task import _describe, _user_frame, validate_task
+        from advisor.act.task import _describe, _exit_call, _user_frame, validate_task
 
         seed_everything(seed)
         try:
@@ -94,8 +94,11 @@ class Runner:
         except AdvisorError:
             raise
         except Exception as exc:
-            raise InputError(f"{self.label}: build(hp) raised {_user_frame(exc, self.source)}{_describe(exc)} "
-                             f"(hp {_fmt_hp(hp)})") from None
+            raise InputError(f"{self.label}: build(hp) raised {_user_frame(exc, self.source)}{_describe(exc)}"
+                             f"{f' (hp {_fmt_hp(hp)})' if hp else ''}") from None
+        except SystemExit as exc:
+            raise InputError(f"{self.label}: build(hp) called {_user_frame(exc, self.source)}{_exit_call(exc)}"
+                             f"{f' (hp {_fmt_hp(hp)})' if hp else ''}; a task must return, not exit") from None
         task = validate_task(built, self.label)
         if task.val_loader is None:
             raise InputError(f"{self.label}: task.val_loader is None; advisor search evaluates every epoch "
@@ -177,6 +180,7 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
     """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping."""
     import optuna
 
+    from advisor.act.task import _exit_call, _user_frame
     from advisor.act.train import Diverged, TrialError, describe
 
     worker = _worker_id()
@@ -247,6 +251,12 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
             reason = _oom_reason(exc, hp) or f"{describe(exc)}"
             trial.set_user_attr("fail_reason", reason)
             raise _TrialFailed(reason) from None
+        except SystemExit as exc:  # the task called sys.exit() (or argparse did): nothing left to search
+            reason = f"{runner.label}: {runner.kind}(hp{', report' if runner.kind == 'objective' else ''}) " \
+                     f"called {_user_frame(exc, runner.source)}{_exit_call(exc)} in trial #{trial.number}; advisor search cannot go on " \
+                     "(a task must return, not exit)"
+            trial.set_user_attr("fail_reason", reason)
+            raise InputError(reason) from None
         finally:
             trial.set_user_attr("epochs", trained["n"])
 

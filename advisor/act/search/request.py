@@ -325,4 +325,9 @@ def _measure_trial_hours(runner: Runner, built, hp: dict, epochs: int, device_na
     except (TrialError, Diverged) as exc:
         raise InputError(f"{runner.label}: two epochs of the current configuration failed, so a trial's time "
                          f"cannot be measured ({exc}); give --trial-time") from None
+    except SystemExit as exc:
+        from advisor.act.task import _exit_call
+
+        raise InputError(f"{runner.label}: the task called {_exit_call(exc)} while one trial was timed; "
+                         "a task must return, not exit") from None
     return (stamps[1] - stamps[0]) * epochs / 3600
