@@ -91,6 +91,8 @@ def split(raw: RawLog, path: str, overrides: dict[str, str]) -> list[tuple[str |
         roles = find_roles(list(table.columns), {} if groups else overrides, path)
         axis = roles.get("epoch") or roles.get("step")
         cuts = restarts(numeric_column(table, axis, path)[0]) if axis and table.n_rows else []
+        if table.starts:  # where the reader saw a run end (a Trainer's closing summary)
+            cuts = np.union1d(cuts, table.starts)
         bounds = [0, *map(int, cuts), table.n_rows]
         out += [(name, _rows_part(table, a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
     return out

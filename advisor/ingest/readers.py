@@ -6,6 +6,7 @@ cell in a sparse log is just a value logged on another row).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -38,6 +39,8 @@ class RawLog:
     # runs side by side, when the reader knows them: (run name, {column: its name in the run})
     groups: list[tuple[str, dict[str, str]]] | None = None
     first_row: int = 2  # what error messages call row 0: its line in a CSV (1 for JSON records)
+    # rows where the reader knows that a new run begins (a Trainer's closing summary printed)
+    starts: list[int] | None = None
 
 
 def resolve_path(path: Path) -> Path:
@@ -55,11 +58,17 @@ def resolve_path(path: Path) -> Path:
 
 
 def sniff(path: Path) -> tuple[str, bytes]:
-    """The format of a file from its first bytes."""
+    """The format of a file from its first bytes (never the whole file)."""
     with path.open("rb") as fh:
         head = fh.read(_SNIFF_BYTES)
     if not head.strip():
         raise InputError(f"{path}: file is empty")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # a PowerShell '>' redirect writes UTF-16 with a byte-order mark
+        text = head[: len(head) - len(head) % 2].decode("utf-16", errors="replace")
+        if _is_table(text, len(head) == _SNIFF_BYTES):
+            raise InputError(f"{path}: a UTF-16 table; save it as UTF-8 (or give the console text)")
+        return "text", head
     if b"\x00" in head:
         raise InputError(f"{path}: binary data, not a training log")
     try:
@@ -71,6 +80,8 @@ def sniff(path: Path) -> tuple[str, bytes]:
         text = head[: exc.start].decode("utf-8")
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith(("{", "[")):
+        if stripped.startswith(("{'", "{ '")):
+            return "text", head  # a printed Python dict (Hugging Face's Trainer), not JSON
         if '"log_history"' in text:
             return "hf", head
         first = stripped.splitlines()[0]
@@ -81,9 +92,8 @@ def sniff(path: Path) -> tuple[str, bytes]:
         if '"iteration"' in text:
             return "detectron2", head
         return "jsonl", head
-    lines = [line for line in stripped.splitlines()[:3] if line.strip()]
-    if len(lines) > 1 and all(len(_PAIR.findall(line)) >= 2 for line in lines[:2]):
-        return "text", head  # 'Epoch: [1/100], training loss: 1.64, ...' on every line
+    if not _is_table(stripped, len(head) == _SNIFF_BYTES):
+        return "text", head  # console output: Keras progress lines, printed dicts, 'loss: 0.31'
     header, sep, _ = _csv_header(path)
     cols = [c.strip() for c in header.split(sep)]
     # Ultralytics results.csv: right-aligned with spaces up to 8.0, plain CSV since (with `time`)
@@ -98,6 +108,46 @@ def sniff(path: Path) -> tuple[str, bytes]:
     return "csv", head
 
 
+def _separator(line: str) -> str | None:
+    best = max(("\t", ",", ";"), key=line.count)
+    return best if line.count(best) else None
+
+
+def _is_table(text: str, cut: bool) -> bool:
+    """A header and rows of as many fields, one column of numbers at least: a CSV. Anything else
+    (console output, 'Epoch: [1/100], training loss: 1.64, ...' lines) is text."""
+    lines = [line for line in text.splitlines()[:40] if line.strip()]
+    if cut and len(lines) > 2:
+        lines = lines[:-1]  # the last line of the sniff window may be cut short
+    if len(lines) < 2:
+        return True  # a header alone: the CSV reader says so
+    if _separator(lines[0]) is None and _separator(lines[1]) and re.search(r"[A-Za-z]", lines[1]):
+        lines = lines[1:]  # a title line above the header
+    sep = _separator(lines[0]) or ","
+    rows = list(csv.reader(lines[1:21], delimiter=sep))
+    widths = [len(r) for r in rows]
+    width = max(set(widths), key=widths.count)  # the rows' own width: a ragged row is the reader's to name
+    body = [r for r in rows if len(r) == width]
+    if len(body) < 0.5 * len(rows):
+        return False
+
+    def kind(cell: str) -> int:  # 1: a number, 0: empty or a missing-value word, -1: text
+        cell = cell.strip()
+        if cell.lower() in ("", "nan", "inf", "-inf", "none", "null"):
+            return 0
+        try:
+            float(cell)
+        except ValueError:
+            return 1 if re.match(_WRAPPED, cell, re.IGNORECASE) else -1
+        return 1
+
+    for j in range(width):  # a column of numbers (sparse ones too: Lightning's)
+        kinds = [kind(r[j]) for r in body]
+        if kinds.count(1) >= 0.3 * len(body) and kinds.count(-1) <= 0.2 * len(body):
+            return True
+    return False
+
+
 def _csv_header(path: Path) -> tuple[str, str, int]:
     """The header line, its separator, and how many title lines stand above it.
 
@@ -108,13 +158,9 @@ def _csv_header(path: Path) -> tuple[str, str, int]:
         first, second = (fh.readline().decode("utf-8", errors="replace").rstrip("\r\n") for _ in range(2))
     first = first.lstrip("\ufeff")
 
-    def separator(line: str) -> str | None:
-        best = max(("\t", ",", ";"), key=line.count)
-        return best if line.count(best) else None
-
-    if separator(first) is None and separator(second) and re.search(r"[A-Za-z]", second):
-        return second, separator(second), 1
-    return first, separator(first) or ",", 0
+    if _separator(first) is None and _separator(second) and re.search(r"[A-Za-z]", second):
+        return second, _separator(second), 1
+    return first, _separator(first) or ",", 0
 
 
 def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
@@ -333,23 +379,16 @@ def _columns_to_raw(doc: dict[str, list], path: Path) -> RawLog:
                   records=True, groups=groups, first_row=1)
 
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
-# 'training loss: 1.64' or 'Epoch: [3/100]' (the 3): a name, ':' or '=', a number
-_PAIR = re.compile(rf"([A-Za-z][\w ]*?)\s*[:=]\s*\[?\s*({_NUMBER})", re.IGNORECASE)
-
-
 def _read_text(path: Path) -> RawLog:
-    """Text lines of 'name: value' pairs (a print() in a training loop, saved as .csv or .txt):
-    each line with such pairs is a record; lines without any are skipped."""
-    records = []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            pairs = _PAIR.findall(line)
-            if pairs:
-                records.append({name.strip(): float(value) for name, value in pairs})
-    return _records_to_raw(records, "text", path)
+    """Console output (Keras fit, printed dicts, print/logging lines): one row per epoch or
+    evaluation (advisor/ingest/text.py)."""
+    from advisor.ingest.text import read_console
+
+    columns, explicit, n, starts = read_console(path).arrays(path)
+    return RawLog("text", columns, n, explicit, records=True, first_row=1, starts=starts or None)
 
 
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
 _WRAPPED = rf"^\s*[A-Za-z_][\w.]*\(\s*({_NUMBER})\s*[,)]"
 _MISSING_TEXT = {"", "none", "null", "na", "n/a"}
 _INF_TEXT = {"inf": np.inf, "+inf": np.inf, "infinity": np.inf, "-inf": -np.inf, "-infinity": -np.inf}

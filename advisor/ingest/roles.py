@@ -96,6 +96,26 @@ def is_series(name: str) -> bool:
                                                  for p in _COMPILED[r]))
 
 
+_HELD_OUT_NAME = re.compile(rf"^{_HELD_OUT}(?:_|$)")
+
+
+def is_loss(name: str) -> bool:
+    """A loss by its name (any split): what makes a printed line a point on a training curve."""
+    norm = normalize(name)
+    return "loss" in norm or any(p.match(norm) for r in ("train_loss", "val_loss") for p in _COMPILED[r])
+
+
+def is_held_out(name: str) -> bool:
+    """A value of a held-out split: 'val_loss', 'Val Acc', 'eval_f1', 'test_loss'."""
+    return bool(_HELD_OUT_NAME.match(normalize(name)))
+
+
+def is_counter(name: str) -> bool:
+    """A step or iteration counter ('step', 'global_step', 'iter')."""
+    norm = normalize(name)
+    return any(p.match(norm) for p in _COMPILED["step"])
+
+
 def step_column_for(train_col: str, columns: list[str]) -> str | None:
     """Lightning logs 'x_step' beside 'x_epoch': the per-step twin of an epoch-level column."""
     if train_col.endswith("_epoch"):
