@@ -202,3 +202,69 @@ def test_detection_reads_only_the_head(tmp_path) -> None:
     path.write_bytes(head.encode() + b"\x00" * 100_000)
     assert len(head) > 65536
     assert sniff(path)[0] == "text"
+
+
+# --- notebooks ----------------------------------------------------------------------------------
+
+def test_notebook_several_fit_calls_are_several_runs() -> None:
+    runs = load_runs(TEXT / "x_16_nbeats-airquality.ipynb")  # 7 cells of 'epoch: k, loss: ..., val_loss: ...'
+    assert runs[0].format == "notebook"
+    assert [len(r.epochs) for r in runs] == [100] * 7
+    temp = runs[0].series("val_loss")
+    assert np.nanargmin(temp) == 6 and np.nanmin(temp) == pytest.approx(0.00522, abs=1e-5)
+
+
+def test_notebook_prints_glued_to_tqdm_bars_and_a_resumed_cell() -> None:
+    run = load_run(TEXT / "x_12_vit-kan-hindi-tqdm.ipynb")  # epochs 1-50 in one cell, 71-80 in another
+    assert run.parts == 1
+    assert list(run.epochs.index) == [*range(1, 51), *range(71, 81)]
+    assert run.series("val_loss")[49] == pytest.approx(0.1495, abs=1e-4)
+    assert np.nanmin(run.series("val_loss")) == pytest.approx(0.1048, abs=1e-4)
+
+
+def test_notebook_keras3_with_ansi_escapes_and_checkpoint_lines() -> None:
+    run = load_run(TEXT / "x_13_lstm-wordlm-keras3.ipynb")
+    assert len(run.epochs) == 26
+    val = run.series("val_loss")
+    assert np.nanargmin(val) == 8 and np.nanmin(val) == pytest.approx(5.721, abs=1e-3)
+    assert run.series("train_loss")[0] == pytest.approx(6.325, abs=1e-3)  # the final line, not the intermediate
+
+
+def test_notebook_minified_on_one_line() -> None:
+    run = load_run(TEXT / "x_19_wisdm-lstm.ipynb")
+    assert len(run.epochs) == 20
+    assert np.nanmin(run.series("val_loss")) == pytest.approx(0.1438, abs=1e-4)
+
+
+def test_notebook_tqdm_postfix_and_an_interrupted_epoch() -> None:
+    run = load_run(TEXT / "x_20_hangman-transformer-tqdm.ipynb")  # epoch 13 stopped at 370/390
+    assert len(run.epochs) == 13
+    assert run.series("val_loss")[-1] == pytest.approx(0.226)
+
+
+def test_notebook_keras2_fit_cell() -> None:
+    run = load_run(TEXT / "x_17_covid-inceptionv3-frozen.ipynb")
+    assert len(run.epochs) == 80
+    assert np.nanmin(run.series("val_loss")) == pytest.approx(0.6593, abs=1e-4)
+
+
+def test_notebook_images_skipped_and_evaluate_is_no_epoch(tmp_path) -> None:
+    import json
+
+    fit = "".join(f"Epoch {e}/4\n8/8 [====] - 1s - loss: {1 / e:.4f} - val_loss: {1.3 / e:.4f}\n" for e in range(1, 5))
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "source": "model.fit(...)", "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": fit.splitlines(keepends=True)},
+            {"output_type": "execute_result", "data": {"text/plain": "<keras.callbacks.History at 0x1>"}}]},
+        {"cell_type": "code", "source": "model.evaluate(x)", "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "4/4 [====] - 0s - loss: nan - accuracy: 0.1\n"},
+            {"output_type": "execute_result", "data": {"text/plain": "[nan, 0.1]"}}]},
+        {"cell_type": "code", "source": "plt.plot()", "outputs": [
+            {"output_type": "display_data", "data": {"image/png": "loss: 0.5 " * 1000, "text/plain": "<Figure>"}}]},
+        {"cell_type": "markdown", "source": "loss: 3"},
+    ]}
+    path = tmp_path / "train.ipynb"
+    path.write_text(json.dumps(nb))
+    run = load_run(path)
+    assert len(run.epochs) == 4 and not run.epochs["nonfinite"].any()
+    assert run.series("val_loss")[-1] == pytest.approx(0.325)

@@ -24,7 +24,7 @@ import pandas as pd
 from advisor.errors import InputError
 from advisor.ingest.roles import is_series
 
-FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text")
+FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text", "notebook")
 _SNIFF_BYTES = 65536
 _CHUNK_ROWS = 1_000_000  # big logs are read in chunks, so peak memory stays near the final arrays
 
@@ -80,6 +80,8 @@ def sniff(path: Path) -> tuple[str, bytes]:
         text = head[: exc.start].decode("utf-8")
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith(("{", "[")):
+        if path.suffix == ".ipynb" or ('"cells"' in text and ('"cell_type"' in text or '"nbformat"' in text)):
+            return "notebook", head
         if stripped.startswith(("{'", "{ '")):
             return "text", head  # a printed Python dict (Hugging Face's Trainer), not JSON
         if '"log_history"' in text:
@@ -92,6 +94,8 @@ def sniff(path: Path) -> tuple[str, bytes]:
         if '"iteration"' in text:
             return "detectron2", head
         return "jsonl", head
+    if path.suffix == ".ipynb":
+        return "notebook", head
     if not _is_table(stripped, len(head) == _SNIFF_BYTES):
         return "text", head  # console output: Keras progress lines, printed dicts, 'loss: 0.31'
     header, sep, _ = _csv_header(path)
@@ -168,7 +172,7 @@ def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] |
     detected, head = sniff(path)
     fmt = fmt or detected
     if fmt in ("csv", "tsv", "keras", "wandb", "lightning", "ultralytics"):
-        if detected in ("hf", "mmdet", "mmengine", "detectron2", "jsonl"):
+        if detected in ("hf", "mmdet", "mmengine", "detectron2", "jsonl", "notebook"):
             raise InputError(f"{path}: looks like JSON, not {fmt}")
         if detected == "text" and fmt == "csv":
             return _read_text(path)
@@ -177,8 +181,8 @@ def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] |
         return _read_hf(path)
     if fmt in ("jsonl", "detectron2", "mmdet", "mmengine"):
         return _read_jsonl(path, detected if fmt == "jsonl" else fmt)
-    if fmt == "text":
-        return _read_text(path)
+    if fmt in ("text", "notebook"):
+        return _read_text(path, notebook=fmt == "notebook")
     raise InputError(f"{path}: unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
 
 
@@ -379,13 +383,15 @@ def _columns_to_raw(doc: dict[str, list], path: Path) -> RawLog:
                   records=True, groups=groups, first_row=1)
 
 
-def _read_text(path: Path) -> RawLog:
-    """Console output (Keras fit, printed dicts, print/logging lines): one row per epoch or
-    evaluation (advisor/ingest/text.py)."""
-    from advisor.ingest.text import read_console
+def _read_text(path: Path, notebook: bool = False) -> RawLog:
+    """Console output (Keras fit, printed dicts, print/logging lines) or a notebook's outputs:
+    one row per epoch or evaluation (advisor/ingest/text.py)."""
+    from advisor.ingest.text import read_console, read_notebook
 
-    columns, explicit, n, starts = read_console(path).arrays(path)
-    return RawLog("text", columns, n, explicit, records=True, first_row=1, starts=starts or None)
+    extractor = read_notebook(path) if notebook else read_console(path)
+    columns, explicit, n, starts = extractor.arrays(path)
+    return RawLog("notebook" if notebook else "text", columns, n, explicit, records=True, first_row=1,
+                  starts=starts or None)
 
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"

@@ -1,4 +1,4 @@
-"""Console text: the values a training run printed, one row per epoch or evaluation.
+"""Console text and notebooks: the values a training run printed, one row per epoch or evaluation.
 
 One generic extractor serves every shape. Each line is cleaned (ANSI colours; a progress bar's
 carriage returns and backspaces start a new line), then read for
@@ -19,13 +19,15 @@ epochs, values printed outside any epoch are left out.
 
 What a format has that the generic part cannot know is kept to a few lines: Hugging Face's
 closing summary dict ('train_runtime': it ends a run and is no point on a curve), and Keras'
-header line. A file of several runs is cut into runs by parts.split, where the epoch counter
-restarts, or where a run's closing summary says so.
+header line. A notebook is its cells' text outputs, each cell read on its own (images are never
+decoded); a file of several runs (several `fit` calls) is cut into runs by parts.split, where the
+epoch counter restarts, or where a run's closing summary says so.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from array import array
 from pathlib import Path
@@ -202,7 +204,7 @@ class Extractor:
         self.table.add(row, epoch)
 
     def feed(self, lines: Iterable[str]) -> None:
-        """One stream of text: its epoch context ends with it."""
+        """One stream of text (a file, a notebook cell): its epoch context ends with it."""
         for text in clean_lines(lines):
             line = parse_line(text)
             if line is None:
@@ -272,4 +274,41 @@ def read_console(path: Path) -> Extractor:
     # newline='' keeps the carriage returns of progress bars: each redraw is a line of its own
     with path.open("r", encoding=text_encoding(path), errors="replace", newline="") as fh:
         ex.feed(fh)
+    return ex
+
+
+def read_notebook(path: Path) -> Extractor:
+    """The text outputs of each code cell (streams, and the text of results and displays),
+    cell by cell; images and widgets are never decoded."""
+    try:
+        with path.open("rb") as fh:
+            nb = json.loads(fh.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable notebook ({exc})") from None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if cells is None and isinstance(nb, dict):  # nbformat 3: cells inside worksheets
+        cells = [c for ws in nb.get("worksheets", []) for c in ws.get("cells", [])]
+    if not isinstance(cells, list):
+        raise InputError(f"{path}: no 'cells' list; not a Jupyter notebook")
+    ex = Extractor()
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        texts = []
+        for out in cell.get("outputs") or []:
+            if not isinstance(out, dict):
+                continue
+            kind = out.get("output_type")
+            if kind == "stream":
+                text = out.get("text")
+            elif kind in ("execute_result", "display_data", "pyout"):
+                text = (out.get("data") or {}).get("text/plain", out.get("text"))
+            else:
+                continue
+            if isinstance(text, list):
+                text = "".join(t for t in text if isinstance(t, str))
+            if isinstance(text, str):
+                texts.append(text)
+        if texts:
+            ex.feed(["\n".join(texts)])
     return ex
