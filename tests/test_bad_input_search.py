@@ -256,6 +256,15 @@ def test_an_objective_that_exits_in_a_trial_stops_the_search_in_one_line(tmp_pat
 
 # --------------------------------------------------------------------------- S3: internal errors -> one line
 
+@pytest.mark.parametrize("option, value", [("--iters", "1000000000000"), ("--weight-decay", "nan"),
+                                           ("--weight-decay", "inf"), ("--end", "inf"), ("--start", "inf")])
+def test_lr_find_refuses_absurd_numbers_in_one_line(tmp_path, option, value) -> None:
+    """F25: --iters 10**12 was a MemoryError, --weight-decay nan a ValueError; F28: --end inf and
+    --weight-decay inf ran and advised 'lower --start'."""
+    task = _task(tmp_path, "good.py", GOOD_TASK)
+    _one_line_error(run_cli("lr-find", task, "--device", "cpu", option, value), option)
+
+
 def test_search_current_zero_on_a_log_range_is_one_line(tmp_path) -> None:
     """F25 / F22: `--current lr=0` ended in Optuna's ValueError (log=True)."""
     task = _task(tmp_path, "good.py", GOOD_TASK)
@@ -271,6 +280,12 @@ def test_worker_on_a_storage_file_that_is_not_there_creates_nothing(tmp_path, mo
     for storage, name in (("sqlite:///nofile.db", "nofile.db"), ("none.journal", "none.journal")):
         _one_line_error(run_cli("worker", "--storage", storage, "--study", "x"), name, "no such file")
         assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_audit_timeout_must_be_a_finite_number(tmp_path, value) -> None:
+    """F25: `audit URL --timeout nan` was a ValueError, `inf` an OverflowError."""
+    _one_line_error(run_cli("audit", "postgresql://u:secret@127.0.0.1:1/optuna", "--timeout", value), "--timeout")
 
 
 # --------------------------------------------------------------------------- F11: audit's metric direction

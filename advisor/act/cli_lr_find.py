@@ -10,6 +10,7 @@ imported. The JSON document's keys are documented in advisor/act/lr_find.py.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,6 +21,7 @@ from advisor.commands.common import check_output_path, write_output
 from advisor.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+MAX_ITERS = 100_000  # steps of one sweep: far beyond any useful test, far below what memory allows
 
 EPILOG = """Examples:
 
@@ -132,14 +134,17 @@ def _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, 
         raise InputError(f"--momentum: only for --optimizer sgd (got {optimizer})")
     if momentum is not None and not 0 <= momentum < 1:
         raise InputError(f"--momentum: must be in [0, 1), got {momentum:g}")
-    if weight_decay is not None and weight_decay < 0:
-        raise InputError(f"--weight-decay: must be >= 0, got {weight_decay:g}")
-    if not start > 0:
-        raise InputError(f"--start: must be positive, got {start:g}")
-    if not end > start:
-        raise InputError(f"--end: must be above --start ({start:g}), got {end:g}")
+    if weight_decay is not None and not 0 <= weight_decay < math.inf:
+        raise InputError(f"--weight-decay: must be a finite number >= 0, got {weight_decay:g}")
+    if not 0 < start < math.inf:
+        raise InputError(f"--start: must be a positive finite learning rate, got {start:g}")
+    if not start < end < math.inf:
+        raise InputError(f"--end: must be a finite learning rate above --start ({start:g}), got {end:g}")
     if iters < 10:
         raise InputError(f"--iters: need at least 10 steps, got {iters}")
+    if iters > MAX_ITERS:
+        raise InputError(f"--iters: at most {MAX_ITERS:,} steps (one training step each; 100 is the "
+                         f"default), got {iters:,}")
     if repeats < 1:
         raise InputError(f"--repeats: must be at least 1, got {repeats}")
     if batch_size is not None and batch_size < 1:

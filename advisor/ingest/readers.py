@@ -129,6 +129,8 @@ def _is_table(text: str, cut: bool) -> bool:
         lines = lines[1:]  # a title line above the header
     sep = _separator(lines[0]) or ","
     rows = list(csv.reader(lines[1:21], delimiter=sep))
+    if not rows:
+        return True  # a header alone (under a title line): the CSV reader says so
     widths = [len(r) for r in rows]
     width = max(set(widths), key=widths.count)  # the rows' own width: a ragged row is the reader's to name
     body = [r for r in rows if len(r) == width]
