@@ -268,3 +268,51 @@ def test_notebook_images_skipped_and_evaluate_is_no_epoch(tmp_path) -> None:
     run = load_run(path)
     assert len(run.epochs) == 4 and not run.epochs["nonfinite"].any()
     assert run.series("val_loss")[-1] == pytest.approx(0.325)
+
+
+# --- standard input -----------------------------------------------------------------------------
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize("name", ["x_04_leukemia-keras-utf16.txt", "x_19_wisdm-lstm.ipynb", "x_08_emonet-tcn-500ep.log"])
+def test_standard_input_format_from_content(monkeypatch, name: str) -> None:
+    _stdin(monkeypatch, (TEXT / name).read_bytes())
+    runs = load_runs("-")
+    assert [len(r.epochs) for r in runs] == [len(r.epochs) for r in load_runs(TEXT / name)]
+    assert runs[0].path == "<stdin>"
+
+
+def test_standard_input_table(monkeypatch) -> None:
+    _stdin(monkeypatch, b"epoch,loss,val_loss\n" + b"".join(f"{e},{1 / e},{1.1 / e}\n".encode() for e in range(1, 11)))
+    run = load_run("-")
+    assert run.format == "csv" and len(run.epochs) == 10
+
+
+def test_standard_input_errors_name_it(monkeypatch) -> None:
+    _stdin(monkeypatch, b"")
+    with pytest.raises(InputError, match="^<stdin>: file is empty$"):
+        load_run("-")
+    _stdin(monkeypatch, b"hello\n")
+    with pytest.raises(InputError, match="^<stdin>: no training values found"):
+        load_run("-")
+
+
+def test_diagnose_dash_reads_a_pipe() -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    log = (TEXT / "x_01_cat-dog-keras.txt").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "advisor", "diagnose", "-", "--json"], input=log,
+                          capture_output=True, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr
+    import json
+
+    report = json.loads(proc.stdout)
+    assert report["runs"][0]["run"] == "<stdin>"

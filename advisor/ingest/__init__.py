@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from advisor.errors import InputError
 from advisor.ingest.parts import split
 from advisor.ingest.readers import FORMATS, read, resolve_path
 from advisor.ingest.runlog import RunLog
@@ -13,10 +14,17 @@ from advisor.ingest.tidy import tidy, wanted_columns
 __all__ = ["FORMATS", "RunLog", "load_run", "load_runs"]
 
 
+STDIN = "-"  # the path that names standard input
+STDIN_NAME = "<stdin>"
+
+
 def load_runs(path: str | Path, fmt: str | None = None, overrides: dict[str, str] | None = None,
               step_bins: int = 100, rows_per_epoch_max: int = 2000) -> list[RunLog]:
     """Every run in a log file, in file order: one, or one per part when runs were appended
-    (the epoch counter restarts) or logged side by side (W&B exports, 'loss0, loss1')."""
+    (the epoch counter restarts) or logged side by side (W&B exports, 'loss0, loss1').
+    '-' is standard input, read to its end; its format is found from its content."""
+    if str(path) == STDIN:
+        return _load_stdin(fmt, overrides, step_bins, rows_per_epoch_max)
     resolved = resolve_path(Path(path))
     overrides = overrides or {}
     raw = read(resolved, None if fmt in (None, "auto") else fmt,
@@ -27,6 +35,28 @@ def load_runs(path: str | Path, fmt: str | None = None, overrides: dict[str, str
         return runs
     return [replace(run, part=i, parts=len(runs), part_name=name)
             for i, (run, (name, _)) in enumerate(zip(runs, parts))]
+
+
+def _load_stdin(fmt: str | None, overrides: dict[str, str] | None, step_bins: int,
+                rows_per_epoch_max: int) -> list[RunLog]:
+    """Standard input spooled to a temporary file (read to the end, never held whole in memory),
+    then read like any log; the runs and the messages name it '<stdin>'."""
+    import os
+    import shutil
+    import sys
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="advisor-stdin-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        try:
+            runs = load_runs(tmp, fmt, overrides, step_bins, rows_per_epoch_max)
+        except InputError as exc:
+            raise InputError(str(exc).replace(tmp, STDIN_NAME)) from None
+        return [replace(run, path=STDIN_NAME) for run in runs]
+    finally:
+        os.unlink(tmp)
 
 
 def load_run(path: str | Path, fmt: str | None = None, overrides: dict[str, str] | None = None,

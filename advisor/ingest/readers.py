@@ -124,7 +124,7 @@ def _is_table(text: str, cut: bool) -> bool:
     if cut and len(lines) > 2:
         lines = lines[:-1]  # the last line of the sniff window may be cut short
     if len(lines) < 2:
-        return True  # a header alone: the CSV reader says so
+        return bool(lines) and _separator(lines[0]) is not None  # a header alone: the CSV reader says so
     if _separator(lines[0]) is None and _separator(lines[1]) and re.search(r"[A-Za-z]", lines[1]):
         lines = lines[1:]  # a title line above the header
     sep = _separator(lines[0]) or ","
