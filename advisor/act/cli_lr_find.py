@@ -138,8 +138,10 @@ def _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, 
         raise InputError(f"--weight-decay: must be a finite number >= 0, got {weight_decay:g}")
     if not 0 < start < math.inf:
         raise InputError(f"--start: must be a positive finite learning rate, got {start:g}")
-    if not start < end < math.inf:
-        raise InputError(f"--end: must be a finite learning rate above --start ({start:g}), got {end:g}")
+    if not end > start:
+        raise InputError(f"--end: must be above --start ({start:g}), got {end:g}")
+    if not end < math.inf:
+        raise InputError(f"--end: must be a finite learning rate, got {end:g}")
     if iters < 10:
         raise InputError(f"--iters: need at least 10 steps, got {iters}")
     if iters > MAX_ITERS:

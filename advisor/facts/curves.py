@@ -105,14 +105,15 @@ def _reversals(x: np.ndarray, threshold: float) -> float | None:
 
 
 def epoch_spikes(x: np.ndarray, ratio: float, min_jump: float) -> np.ndarray:
-    """Points that jump to `ratio` times the value before and come back (the next value takes
-    back half the jump or more), on epoch-level values. The rise is measured against the
+    """Points that jump to `ratio` times the value before and come back (within the next two
+    values the curve takes back half the jump or more), on epoch-level values. The rise is measured against the
     magnitude of the value before, so that a
     loss below zero (a negative log-likelihood) has spikes too."""
     x = x[np.isfinite(x)]
     if len(x) < 3:
         return np.zeros(0, dtype=bool)
-    before, mid, after = x[:-2], x[1:-1], x[2:]
+    before, mid = x[:-2], x[1:-1]
+    after = np.minimum(x[2:], np.append(x[3:], np.inf))  # back within the next two epochs
     floor = 1e-3 * (np.max(np.abs(x)) or 1.0)  # a value at ~0 is not a scale
     jump = mid - before
     return ((jump >= (ratio - 1.0) * np.maximum(np.abs(before), floor))
