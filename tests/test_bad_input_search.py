@@ -323,3 +323,34 @@ def test_audit_direction_option_overrides_the_name_and_the_assumption(tmp_path) 
     told = load_study(str(_trials_csv(tmp_path, "objective")), direction="maximize")
     assert told.direction == "maximize" and not any("assumed" in n for n in told.notes)
     assert math.isclose(float(told.trials["value"].max()), 0.9)
+
+
+# --------------------------------------------------------------------------- F28: a loader that runs once
+
+ONE_SHOT = """
+    import torch
+    from torch import nn
+    from advisor.act import Task
+
+    def _batches(n):
+        g = torch.Generator().manual_seed(0)
+        for _ in range(n):
+            x = torch.randn(16, 4, generator=g)
+            yield x, (x[:, 0] > 0).long()
+
+    def build(hp):
+        return Task(nn.Linear(4, 2), _batches(4), [next(_batches(1))], nn.CrossEntropyLoss(), "accuracy")
+"""
+
+
+def test_a_one_shot_generator_is_named_as_such(tmp_path) -> None:
+    """F28: a generator as train_loader gave 'yielded no batches', although it had yielded a full
+    pass the first time."""
+    task = _task(tmp_path, "one_shot.py", ONE_SHOT)
+    _one_line_error(run_cli("lr-find", task, "--device", "cpu", "--iters", "10"), "second pass", "only once",
+                    "generator")
+    from advisor.act.task import load_task
+    from advisor.act.train import TrainConfig, TrialError, train
+
+    with pytest.raises(TrialError, match="in epoch 2, after a full epoch 1.*generator can be iterated only once"):
+        train(load_task(f"{task}:build"), TrainConfig(epochs=2), device=torch.device("cpu"))

@@ -689,13 +689,19 @@ def forward(model, inputs):
 
 def cycle(loader, where: str = "train_loader"):
     """Batches of `loader`, starting it again whenever it runs out."""
+    passes = 0
     while True:
         empty = True
         for batch in loader:
             empty = False
             yield batch
         if empty:
+            if passes:  # it gave batches once, then none: a generator or an iterator runs only once
+                raise InputError(f"{where}: yielded no batches on its second pass, after a full first one "
+                                 f"({type(loader).__name__} can be iterated only once); give a DataLoader, a "
+                                 "list, or an object whose __iter__ starts again")
             raise InputError(f"{where}: yielded no batches")
+        passes += 1
 
 
 def make_optimizer(name: str, params, lr: float, momentum: Optional[float] = None,

@@ -401,6 +401,10 @@ def train(task, config: TrainConfig, *, device=None, report: Optional[Callable[[
         except Exception as exc:
             raise TrialError(f"training epoch {epoch + 1} failed: {describe(exc)}") from None
         if n_batches == 0:
+            if epoch:  # it gave an epoch, then none: a generator or an iterator runs only once
+                raise TrialError(f"train_loader yielded no batches in epoch {epoch + 1}, after a full epoch 1 "
+                                 f"({type(task.train_loader).__name__} can be iterated only once); give a "
+                                 "DataLoader, a list, or an object whose __iter__ starts again")
             raise TrialError("train_loader yielded no batches")
         if steps_per_epoch is None:
             steps_per_epoch = n_batches
@@ -411,7 +415,13 @@ def train(task, config: TrainConfig, *, device=None, report: Optional[Callable[[
         except torch.cuda.OutOfMemoryError:
             _free(torch, device)
             raise OutOfMemory(_oom_message(f"evaluation after epoch {epoch + 1}", hp, task)) from None
-        except (Diverged, TrialError):
+        except Diverged:
+            raise
+        except TrialError as exc:
+            if epoch and str(exc) == "val_loader yielded no batches":  # it did after epoch 1
+                raise TrialError(f"val_loader yielded no batches after epoch {epoch + 1}, after a full pass "
+                                 f"after epoch 1 ({type(task.val_loader).__name__} can be iterated only once); "
+                                 "give a DataLoader, a list, or an object whose __iter__ starts again") from None
             raise
         except InputError as exc:
             raise TrialError(str(exc)) from None
