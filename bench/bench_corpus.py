@@ -117,7 +117,7 @@ def predict(kb, case: Case, thresholds: dict[str, float]) -> list[str]:
     worst: tuple[int, list[str]] | None = None
     for facts in case.parts:
         findings, _ = evaluate(kb, {**facts, **thresholds})
-        ranked = rank_findings([f for f in findings if f.kind == "diagnosis" and f.label])
+        ranked = rank_findings([f for f in findings if f.kind == "diagnosis" and f.label], kb.labels)
         level = severity_rank(ranked[0].severity) if ranked else -1
         if worst is None or level > worst[0]:
             worst = (level, list(dict.fromkeys(f.label for f in ranked)))

@@ -45,7 +45,7 @@ def test_fail_on_warning_exits_1(tmp_path: Path) -> None:
 def test_healthy_run_exits_0_even_with_fail_on_info(tmp_path: Path) -> None:
     result = run_cli("diagnose", _write_run(tmp_path / "run.csv"), "--fail-on", "info", "--json")
     labels = [d["label"] for d in json.loads(result.out)["diagnoses"]]
-    assert labels[-1] == "healthy" and set(labels) <= {"healthy", "plateau", "slow_convergence"}
+    assert labels[0] == "healthy" and set(labels) <= {"healthy", "plateau", "slow_convergence"}
     assert result.code == 0  # where a healthy run ended (plateau, slow convergence) is no failure
 
 

@@ -61,8 +61,12 @@ class DiagnoseReport(BaseModel):
         return max(levels, default=-1)
 
 
-def rank_findings(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (-severity_rank(f.severity), f.tier or 9, f.code))
+def rank_findings(findings: list[Finding], labels: list[str] = ()) -> list[Finding]:
+    """Most severe first; among equals, by the order of the label vocabulary in rules/ (the
+    order a practitioner names problems in), then by importance tier."""
+    order = {label: i for i, label in enumerate(labels)}
+    return sorted(findings, key=lambda f: (-severity_rank(f.severity), order.get(f.label, len(order)),
+                                           f.tier or 9, f.code))
 
 
 def _tune_first(kb: KnowledgeBase, findings: list[Finding]) -> list[TuneItem]:
@@ -82,7 +86,7 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
     findings, facts = evaluate(kb, facts)
     for finding in findings:
         finding.run = run.path
-    diagnoses = rank_findings([f for f in findings if f.kind == "diagnosis"])
+    diagnoses = rank_findings([f for f in findings if f.kind == "diagnosis"], kb.labels)
     notes = rank_findings([f for f in findings if f.kind != "diagnosis"])
     # Tuning follows the diagnosis; context findings add to it only when the run is not healthy.
     healthy = any(f.label == "healthy" for f in diagnoses)
@@ -105,7 +109,7 @@ def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None =
             for run in load_runs(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))]
     results = [diagnose_run(run, context, kb) for run in runs]
     report = DiagnoseReport(
-        diagnoses=rank_findings([f for r in results for f in r.diagnoses]),
+        diagnoses=rank_findings([f for r in results for f in r.diagnoses], kb.labels),
         notes=rank_findings([f for r in results for f in r.notes]),
         runs=results,
     )
