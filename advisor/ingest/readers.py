@@ -24,7 +24,7 @@ import pandas as pd
 from advisor.errors import InputError
 from advisor.ingest.roles import is_series
 
-FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text", "notebook")
+FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text", "notebook", "tensorboard")
 _SNIFF_BYTES = 65536
 _CHUNK_ROWS = 1_000_000  # big logs are read in chunks, so peak memory stays near the final arrays
 
@@ -52,8 +52,10 @@ def resolve_path(path: Path) -> Path:
         found = sorted({p for n in names for pattern in (n, f"*/{n}") for p in path.glob(pattern)})
         if len(found) == 1:
             return found[0]
+        if not found and next(path.rglob("*tfevents*"), None) is not None:
+            return path  # a TensorBoard run folder: its event files are read together
         raise InputError(f"{path}: is a directory; give the log file inside it "
-                         f"(e.g. metrics.csv, trainer_state.json, results.csv)")
+                         f"(e.g. metrics.csv, trainer_state.json, results.csv, or a TensorBoard run folder)")
     return path
 
 
@@ -171,6 +173,10 @@ def _csv_header(path: Path) -> tuple[str, str, int]:
 
 def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
     """Read a log. `wanted(header)` names the columns worth keeping (the rest are never parsed)."""
+    if path.is_dir() or "tfevents" in path.name or fmt == "tensorboard":
+        from advisor.ingest.tensorboard import read_events
+
+        return read_events(path)
     detected, head = sniff(path)
     fmt = fmt or detected
     if fmt in ("csv", "tsv", "keras", "wandb", "lightning", "ultralytics"):

@@ -30,6 +30,7 @@ _PATTERNS: dict[str, list[str]] = {
                  rf"{_VAL}_loss_total", rf"loss_{_VAL}", rf"{_VAL}_[a-z0-9_]*loss",
                  rf"{_VAL}_(?:objective|cost)", rf"{_HELD_OUT}_loss(?:_epoch)?", rf"{_HELD_OUT}_[a-z0-9_]*loss"],
     "train_metric": [rf"{_TRAIN}_acc(?:uracy)?(?:_epoch)?", r"acc(?:uracy)?", r"train_acc_step",
+                     rf"acc(?:uracy)?_{_TRAIN}",  # TensorBoard tags 'Accuracy/train'
                      # reinforcement learning and GRPO/PPO fine-tuning: the reward is the signal
                      r"reward", r"rewards?_mean", r"mean_reward", r"(?:rollout_)?ep_rew_mean"],
     "val_metric": [rf"{_VAL}_acc(?:uracy)?(?:_epoch)?", rf"{_VAL}_accuracy_top_?1",
@@ -40,7 +41,9 @@ _PATTERNS: dict[str, list[str]] = {
                    rf"{_VAL}_(?!.*loss|runtime|samples|steps|time)[a-z0-9_.]+",
                    rf"{_HELD_OUT}_acc(?:uracy)?(?:_epoch)?",
                    rf"{_HELD_OUT}_(?!.*loss|runtime|samples|steps|time)[a-z0-9_.]+",
-                   r"metrics_(?!.*loss)[a-z0-9_.]+"],
+                   r"metrics_(?!.*loss)[a-z0-9_.]+",
+                   # the split after the name: 'Accuracy/val' (TensorBoard tags), 'MAE_val'
+                   rf"(?!.*loss)[a-z0-9_.]+_{_VAL}", rf"(?!.*loss)[a-z0-9_.]+_{_HELD_OUT}"],
     "lr": [r"lr", r"learning_rate", r"lr_pg0", r"lr_[a-z0-9_]+", r"learning_rate_[a-z0-9_]+"],
     "grad_norm": [r"grad_norm", r"gradient_norm", r"grad_norm_total", r"grad_norm_[a-z0-9_.]*total",
                   rf"{_TRAIN}_grad_norm", r"[a-z0-9_]*grad_norm[a-z0-9_]*"],
@@ -81,12 +84,38 @@ def find_roles(columns: list[str], overrides: dict[str, str], path: str) -> dict
                 roles[role] = match
                 taken.add(match)
                 break
+    # No loss by name, but a lower-is-better metric logged on the training split and on a held-out
+    # one (CatBoost writes its objective as learn/RMSE and test/RMSE): that pair is the loss.
+    if not {"train_loss", "val_loss"} & set(roles):
+        pair = _objective_pair(columns, normalized, set(overrides.values()))
+        if pair:
+            roles = {r: c for r, c in roles.items() if c not in pair}
+            roles["train_loss"], roles["val_loss"] = pair
     # A log of one unnamed series (pd.Series.to_csv writes the header '0') is a loss curve.
     if not {"train_loss", "val_loss", "train_metric", "val_metric"} & set(roles):
         rest = [c for c in columns if c not in taken and not _NOT_A_SERIES.match(normalized[c])]
         if len(rest) == 1:
             roles["train_loss"] = rest[0]
     return roles
+
+
+_SPLIT_OF = re.compile(rf"^(?P<split>{_TRAIN}|learn|{_HELD_OUT})_(?P<metric>[a-z][a-z0-9_.]*)$")
+
+
+def _objective_pair(columns: list[str], normalized: dict[str, str], taken: set[str]) -> tuple[str, str] | None:
+    """(training column, held-out column) of one lower-is-better metric, e.g. learn/RMSE, test/RMSE."""
+    train: dict[str, str] = {}
+    held: dict[str, str] = {}
+    for c in columns:
+        m = _SPLIT_OF.match(normalized[c])
+        if m is None or c in taken:
+            continue
+        side = held if re.fullmatch(_HELD_OUT, m["split"]) else train
+        side.setdefault(m["metric"], c)
+    for metric, col in train.items():
+        if metric in held and not higher_is_better(metric):
+            return col, held[metric]
+    return None
 
 
 def is_series(name: str) -> bool:
