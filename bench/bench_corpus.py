@@ -110,18 +110,25 @@ def measure(cases: list[Case]) -> None:
 def predict(kb, case: Case, thresholds: dict[str, float]) -> list[str]:
     """The labels diagnose reports for the file, most important first. A file holding several
     runs (appended or side by side) is judged by its worst run, as the JSON lists it first:
-    the run whose most severe diagnosis ranks highest (the earlier run on a tie)."""
+    the run whose first diagnosis ranks first (by severity, then label; the earlier run on a tie),
+    among the runs long enough to judge."""
     from advisor.advice.diagnosis import rank_findings
-    from advisor.engine import evaluate, severity_rank
+    from advisor.engine import evaluate
 
-    worst: tuple[int, list[str]] | None = None
+    parts = []
     for facts in case.parts:
         findings, _ = evaluate(kb, {**facts, **thresholds})
         ranked = rank_findings([f for f in findings if f.kind == "diagnosis" and f.label], kb.labels)
-        level = severity_rank(ranked[0].severity) if ranked else -1
-        if worst is None or level > worst[0]:
-            worst = (level, list(dict.fromkeys(f.label for f in ranked)))
-    return worst[1] if worst else []
+        if ranked:
+            parts.append(ranked)
+    if not parts:
+        return []
+    # a fragment too short to judge says nothing about the file when another run was judged
+    judged = [ranked for ranked in parts if ranked[0].label != "insufficient_data"]
+    parts = judged or parts
+    first = rank_findings([ranked[0] for ranked in parts], kb.labels)[0]  # sorted() is stable
+    worst = next(ranked for ranked in parts if ranked[0] is first)
+    return list(dict.fromkeys(f.label for f in worst))
 
 
 def agrees(case: Case, labels: list[str]) -> bool:
