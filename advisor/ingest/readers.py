@@ -24,7 +24,7 @@ import pandas as pd
 from advisor.errors import InputError
 from advisor.ingest.roles import is_series
 
-FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text", "notebook", "tensorboard")
+FORMATS = ("csv", "lightning", "hf", "jsonl", "ultralytics", "text", "notebook", "tensorboard", "mlflow")
 _SNIFF_BYTES = 65536
 _CHUNK_ROWS = 1_000_000  # big logs are read in chunks, so peak memory stays near the final arrays
 
@@ -54,6 +54,10 @@ def resolve_path(path: Path) -> Path:
             return found[0]
         if not found and next(path.rglob("*tfevents*"), None) is not None:
             return path  # a TensorBoard run folder: its event files are read together
+        from advisor.ingest.mlflow import is_mlflow_folder
+
+        if not found and is_mlflow_folder(path):
+            return path  # an MLflow run (or experiment) folder of the file store
         raise InputError(f"{path}: is a directory; give the log file inside it "
                          f"(e.g. metrics.csv, trainer_state.json, results.csv, or a TensorBoard run folder)")
     return path
@@ -173,6 +177,11 @@ def _csv_header(path: Path) -> tuple[str, str, int]:
 
 def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
     """Read a log. `wanted(header)` names the columns worth keeping (the rest are never parsed)."""
+    if path.is_dir() and fmt in (None, "mlflow"):
+        from advisor.ingest.mlflow import is_mlflow_folder, read_mlflow
+
+        if is_mlflow_folder(path):
+            return read_mlflow(path)
     if path.is_dir() or "tfevents" in path.name or fmt == "tensorboard":
         from advisor.ingest.tensorboard import read_events
 
