@@ -319,3 +319,12 @@ def test_check_in_place_writes_through_a_symlink(tmp_path) -> None:
     assert result.code == 0, result.err
     assert link.is_symlink() and real.read_text() != before
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
+
+
+def test_report_and_plot_on_one_path_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """F36: with --force the plot used to replace the report silently."""
+    out = tmp_path / "same.md"
+    result = run_cli("diagnose", str(RUNS / "healthy.keras.csv"), "--report", str(out), "--plot", str(out),
+                     "--force")
+    refused(result, "--report file too")
+    assert not out.exists()

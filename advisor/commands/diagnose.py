@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -63,6 +64,8 @@ def diagnose(
     for name, value in (("--dataset-size", dataset_size), ("--num-classes", num_classes)):
         if value is not None and value <= 0:
             raise InputError(f"{name}: must be positive, got {value}")
+    if report is not None and plot is not None and os.path.realpath(report) == os.path.realpath(plot):
+        raise InputError(f"--plot {plot}: is the --report file too; give each its own file")
     context = context_facts(
         optimizer=optimizer, model_family=model_family, finetune=finetune, dataset_size=dataset_size,
         budget_hours=parse_hours(budget) if budget else None, num_classes=num_classes,
