@@ -67,8 +67,8 @@ def tidy(raw: RawLog, path: str, overrides: dict[str, str], step_bins: int,
 
     for role in _VALUE_ROLES:
         if role in data and np.isnan(data[role]).all() and role not in nan_rows:
-            if role in ("train_loss", "val_loss"):
-                raise InputError(f"{path}: column '{roles[role]}' has no values")
+            if role in ("train_loss", "val_loss") or (role == "val_metric" and not {"train_loss", "val_loss"} & set(data)):
+                raise InputError(f"{path}: column '{roles[role]}' has no values")  # nothing left to judge
             del data[role], roles[role]
 
     metric, scale = roles.get("val_metric"), 1.0
