@@ -240,7 +240,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 
 _SHOWN = ("n_epochs", "best_val_fraction", "val_rise", "gap_end", "gap_trend", "train_total_improvement",
-          "train_tail_improvement", "val_tail_improvement", "tail_to_head", "plateau_onset_fraction",
+          "train_tail_improvement", "val_tail_improvement",
           "val_spikes", "train_epoch_spikes", "train_bump", "val_bump", "metric_swings", "metric_drop", "loss_peak_ratio",
           "spike_count", "train_rise", "train_end_over_best", "judged_on", "end_gain", "end_best_fraction")
 

@@ -109,7 +109,7 @@ def test_forward_chaining_runs_a_rule_after_the_rules_that_conclude_its_inputs()
     # a diverged run is not also called healthy, overfitting or slow
     facts = {"nonfinite": True, "nonfinite_epoch": 3, "has_validation": True, "n_epochs": 20,
              "has_val_loss": True, "has_train_loss": True, "val_rise": 5.0, "best_val_fraction": 0.1,
-             "gap_end": 0.9, "train_tail_improvement": 0.5, "tail_to_head": 0.9, "n_finite_epochs": 3}
+             "gap_end": 0.9, "train_tail_improvement": 0.5, "n_finite_epochs": 3}
     findings, concluded = evaluate(kb, facts)
     assert [f.code for f in findings if f.kind == "diagnosis"] == ["D101"]
     assert concluded["diverged"] is True and concluded["problem"] is True

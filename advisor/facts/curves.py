@@ -93,17 +93,6 @@ def spike_mask(x: np.ndarray, window: int, z: float, min_ratio: float, min_heigh
     return mask
 
 
-def _reversals(x: np.ndarray, threshold: float) -> float | None:
-    """Share of epochs where the curve jumps by >= threshold (in its own units) and straight back."""
-    x = x[np.isfinite(x)]
-    if len(x) < 4:
-        return None
-    d = np.diff(x)
-    big = np.abs(d) >= threshold
-    flips = big[:-1] & big[1:] & (np.sign(d[:-1]) != np.sign(d[1:]))
-    return float(flips.sum() / len(x))
-
-
 def epoch_spikes(x: np.ndarray, ratio: float, min_jump: float) -> np.ndarray:
     """Points that jump to `ratio` times the value before and come back (within the next two
     values the curve takes back half the jump or more), on epoch-level values. The rise is measured against the
@@ -232,10 +221,6 @@ def _end_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: n
     f["end_best_fraction"] = _r(int(np.argmin(smooth)) / (len(curve) - 1))
     if smooth.min() != 0:
         f["end_off_best"] = _r(float((smooth[-1] - smooth.min()) / abs(smooth.min())))
-    total = float(np.max(curve[: max(1, len(curve) // 10)]) - np.min(curve))
-    k = max(2, math.ceil(a["end_fraction"] * len(curve)))
-    if total > 0:  # the share of all progress made in the last part
-        f["end_share"] = _r(float(curve[-k - 1] - np.min(curve[-k:])) / total)
     if l0 is not None and f.get("loss_final") is not None and f["loss_final"] < 0 and l0 != 0:
         f["loss_magnitude_growth"] = _r(abs(f["loss_final"]) / abs(l0))
 
@@ -244,7 +229,7 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
     f: dict[str, Any] = {}
     n = len(run.epochs)
     win = int(a["smooth_window"])
-    tail_frac, head_frac = a["tail_fraction"], a["head_fraction"]
+    tail_frac = a["tail_fraction"]
     f["n_epochs"] = n
     f["n_steps"] = run.n_steps
     train, val = run.series("train_loss"), run.series("val_loss")
@@ -296,7 +281,6 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
     if m >= 3 and l0 is not None:
         s = _smooth(c, win)
         t0 = max(0, m - 1 - max(1, math.ceil(tail_frac * m)))
-        h = min(m - 1, max(1, math.ceil(head_frac * m)))
         f["loss_final"] = _r(float(s[-1]))
         f["loss_final_ratio"] = _r(float(s[-1] / l0)) if l0 > 0 else None
         f["train_total_improvement"] = _r(_rel(l0, float(s[-1])))
@@ -304,15 +288,6 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         progress = l0 - float(s.min())
         if progress > 0.05 * abs(l0):  # the share of the progress made that was lost again by the end
             f["train_rise"] = _r(float((s[-1] - s.min()) / progress))
-        f["train_oscillation"] = _r(_reversals(c, a["train_loss_swing"] * abs(l0)))
-        head_drop, tail_drop = l0 - float(s[h]), float(s[t0] - s[-1])
-        f["tail_to_head"] = _r(tail_drop / head_drop) if head_drop > 1e-12 else None
-        # plateau: from where on the loss never again improved by more than a few percent
-        # (on a curve smoothed over a quarter of the run: sampled epoch means wobble by a few %)
-        sp = _smooth(c, max(win, m // 4))
-        remaining = (sp - np.minimum.accumulate(sp[::-1])[::-1]) / np.maximum(np.abs(sp), 1e-12)
-        still = np.flatnonzero(remaining > a["plateau_remaining"])
-        f["plateau_onset_fraction"] = _r((int(still[-1]) + 1 if len(still) else 0) / (m - 1))
         f["train_noise"] = _r(_noise(c, win))
 
     # --- spikes against the local noise level ---------------------------------------------
@@ -343,8 +318,6 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         t0 = max(0, len(sv) - 1 - max(1, math.ceil(tail_frac * len(sv))))
         f["val_tail_improvement"] = _r(_rel(float(sv[t0]), float(sv[-1])))
         f["val_noise"] = _r(_noise(vv, win))
-        v0 = float(np.median(vv[: _head(len(vv))]))
-        f["val_oscillation"] = _r(_reversals(vv, a["loss_swing"] * abs(v0)))
         if f["has_train_loss"] and train is not None:
             tr = train[:cut][np.isfinite(val[:cut])]
             both = np.isfinite(tr)
@@ -362,7 +335,6 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         best = int(np.argmax(sign * mm))
         f["best_val_metric"] = _r(float(mm[best]))
         f["final_val_metric"] = _r(float(mm[-1]))
-        f["metric_oscillation"] = _r(_reversals(mm, a["metric_swing"]))
         resolution = _metric_resolution(mm)
         if resolution and run.higher_is_better and float(np.nanmax(mm)) <= 1.0:
             f["val_set_size_estimate"] = int(round(1.0 / resolution))
