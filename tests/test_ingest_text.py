@@ -316,3 +316,18 @@ def test_diagnose_dash_reads_a_pipe() -> None:
 
     report = json.loads(proc.stdout)
     assert report["runs"][0]["run"] == "<stdin>"
+
+
+def test_step_lines_then_an_epoch_summary_line(tmp_path) -> None:
+    """A custom loop printing 'step N | loss x' lines and, at each epoch's end, its evaluation:
+    the step lines belong to the epoch whose summary follows them."""
+    lines = []
+    for e in range(1, 6):
+        lines += [f"2024-01-01 10:00:00,123 INFO step {(e - 1) * 10 + s} | loss {1 / e:.4f} | lr 1.00e-03"
+                  for s in range(10)]
+        lines.append(f"Epoch {e}: val_loss={1.2 / e:.4f}, val_acc={80 + e:.2f}%")
+    run = load_run(_write(tmp_path, "\n".join(lines) + "\n"))
+    assert run.columns["step"] == "step" and run.n_steps == 50
+    assert list(run.epochs.index) == [1, 2, 3, 4, 5]
+    assert run.series("train_loss") == pytest.approx([1 / e for e in range(1, 6)], abs=1e-4)
+    assert run.series("val_loss") == pytest.approx([1.2 / e for e in range(1, 6)], abs=1e-4)

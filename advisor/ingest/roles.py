@@ -128,17 +128,20 @@ def is_series(name: str) -> bool:
 _HELD_OUT_NAME = re.compile(rf"^{_HELD_OUT}(?:_|$)")
 
 
+@lru_cache(maxsize=4096)  # called per printed line: the names repeat
 def is_loss(name: str) -> bool:
     """A loss by its name (any split): what makes a printed line a point on a training curve."""
     norm = normalize(name)
     return "loss" in norm or any(p.match(norm) for r in ("train_loss", "val_loss") for p in _COMPILED[r])
 
 
+@lru_cache(maxsize=4096)  # called per printed line: the names repeat
 def is_held_out(name: str) -> bool:
     """A value of a held-out split: 'val_loss', 'Val Acc', 'eval_f1', 'test_loss'."""
     return bool(_HELD_OUT_NAME.match(normalize(name)))
 
 
+@lru_cache(maxsize=4096)  # called per printed line: the names repeat
 def is_counter(name: str) -> bool:
     """A step or iteration counter ('step', 'global_step', 'iter')."""
     norm = normalize(name)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import pandas as pd
 
 from advisor.errors import InputError
 from advisor.ingest.roles import is_counter, is_held_out, is_loss
@@ -55,6 +56,8 @@ _SPACED = re.compile(rf"^['\"]?(?P<name>{_WORD}(?: {_WORD}){{0,2}})['\"]?\s+{_VA
 _SEGMENTS = re.compile(r"\s*(?:\||,\s|;|\t|\s-\s)\s*")
 _EPOCH = re.compile(r"(?<![\w.])['\"]?epoch['\"]?\s*[:=#]?\s*[\[(]?\s*(?P<epoch>\d+(?:\.\d+)?)"
                     r"(?:\s*(?:/|of)\s*\d+)?\s*[\])]?(?![\w.]|/\d)", re.IGNORECASE)
+_STEP = re.compile(r"(?<![\w.])(?P<name>global_step|step|iteration|iter)\s*[:=#]?\s*[\[(]?\s*(?P<step>\d+)"
+                   r"(?:\s*/\s*\d+)?\s*[\])]?(?![\w.]|/\d)", re.IGNORECASE)
 _BRACKET = re.compile(r"^\W{0,3}\[\s*(?P<epoch>\d+)\s*/\s*\d+\s*\]")  # '[5/50] loss ...'
 _HEADER_BEFORE = re.compile(r"^(?:|.*(?:\s-\s|[:\]|>]\s*))$")  # nothing, or a logging prefix
 _SECTION = re.compile(r"(?:^|(?<=[\s\-|:\]>]))(?P<section>train(?:ing)?|val(?:id(?:ation)?)?|eval(?:uation)?|"
@@ -107,6 +110,10 @@ def parse_line(line: str) -> _Line | None:
         if prefix and not _SPLIT_WORD.match(name):
             name = f"{prefix} {name}"
         pairs[name] = _number(m)
+    if pairs and not any(is_counter(name) for name in pairs):
+        counter = _STEP.search(line)  # 'INFO step 100 | loss 0.3', 'Iter [100/5000] loss: 0.3'
+        if counter:
+            pairs[counter["name"]] = float(counter["step"])
     if marker is None:
         bracket = _BRACKET.match(line)
         if bracket:
@@ -178,6 +185,7 @@ class Extractor:
     def __init__(self) -> None:
         self.table = Table()
         self.orphans: list[int] = []  # rows outside any epoch, in a log that may number them
+        self.stepped: list[int] = []  # rows outside any epoch with a step of their own
         self._reset()
         self._after_summary: float | None = None  # the last epoch of a run closed by its summary
         self._new_run = False
@@ -199,8 +207,8 @@ class Extractor:
         if self._new_run and self.table.n:
             self.table.starts.append(self.table.n)
         self._new_run = False
-        if epoch is None:
-            self.orphans.append(self.table.n)
+        if epoch is None:  # outside any epoch: a step line of its own, or a value to leave out
+            (self.stepped if any(is_counter(n) for n in row) else self.orphans).append(self.table.n)
         self.table.add(row, epoch)
 
     def feed(self, lines: Iterable[str]) -> None:
@@ -248,6 +256,10 @@ class Extractor:
         columns, nan = {}, {}
         for name, col in table.columns.items():
             values = np.frombuffer(col, dtype=float)
+            if name == "epoch" and self.stepped:
+                # step lines printed before their epoch's summary line ('Epoch 3: val_loss=...')
+                # belong to that epoch; those after the last one, to the last
+                values = pd.Series(values).bfill().ffill().to_numpy()
             columns[name] = values if keep is None else values[keep]
         for name, mask in table.nan.items():
             m = np.frombuffer(mask, dtype=np.int8).astype(bool)
