@@ -69,6 +69,20 @@ _WRAPPED_NUMBER = re.compile(r"^\.\d")  # a number hard-wrapped after its intege
 _SOURCE_FILE = re.compile(r"\.(?:cc|cpp|cxx|c|h|hpp|py|pyx|java|js|ts|go|rs)$", re.IGNORECASE)
 
 
+def _at_word(pattern: re.Pattern, line: str, low: str, word: str, quoted: bool = False) -> re.Match | None:
+    """pattern.search(line), tried only where `word` starts a word (str.find is far cheaper
+    than a regex scan with a look-behind over every position of a long line)."""
+    start = low.find(word)
+    while start >= 0:
+        at = start - 1 if quoted and start and line[start - 1] in "'\"" else start
+        if at == 0 or not (line[at - 1].isalnum() or line[at - 1] in "_."):
+            m = pattern.match(line, at)
+            if m:
+                return m
+        start = low.find(word, start + 1)
+    return None
+
+
 def _number(match: re.Match) -> float:
     text = match["value"].replace(",", "").lower()
     value = float(text.replace("infinity", "inf"))
@@ -88,13 +102,15 @@ def parse_line(line: str) -> _Line | None:
     """One cleaned line: its epoch marker and its name-value pairs; None without either."""
     if not _HAS_VALUE.search(line):
         return None
+    low = line.lower()  # cheap tests first: the marker searches cost more than the line
     epoch = None
-    marker = _EPOCH.search(line)
+    marker = _at_word(_EPOCH, line, low, "epoch", quoted=True)
     if marker:
         epoch = float(marker["epoch"])
-    section = _SECTION.search(line)
     pairs: dict[str, float] = {}
     found = list(_PAIR.finditer(line))
+    section = _SECTION.search(line, 0, found[0].end() if found else len(line)) \
+        if any(w in low for w in ("train", "val", "eval", "test", "dev")) else None
     if section and (not found or section.start() <= found[0].start()):
         rest = line[section.end():]
         found = list(_PAIR.finditer(rest))
@@ -110,8 +126,9 @@ def parse_line(line: str) -> _Line | None:
         if prefix and not _SPLIT_WORD.match(name):
             name = f"{prefix} {name}"
         pairs[name] = _number(m)
-    if pairs and not any(is_counter(name) for name in pairs):
-        counter = _STEP.search(line)  # 'INFO step 100 | loss 0.3', 'Iter [100/5000] loss: 0.3'
+    if pairs and ("step" in low or "iter" in low) and not any(is_counter(name) for name in pairs):
+        counter = next((m for w in ("global_step", "step", "iteration", "iter")
+                        for m in [_at_word(_STEP, line, low, w)] if m), None)  # 'INFO step 100 | loss 0.3', 'Iter [100/5000] loss: 0.3'
         if counter:
             pairs[counter["name"]] = float(counter["step"])
     if marker is None:
@@ -132,8 +149,13 @@ def clean_lines(chunks: Iterable[str]) -> Iterator[str]:
     own, and a number wrapped after its integer part ('val_recall: 0' / '.9938 - ...') joined."""
     prev: str | None = None
     for chunk in chunks:
-        chunk = _ANSI.sub("", chunk)
-        for line in _REWRITE.split(chunk):
+        if "\x1b" in chunk:
+            chunk = _ANSI.sub("", chunk)
+        if "\r" in chunk or "\x08" in chunk or chunk.count("\n") > 1 or not chunk.endswith("\n"):
+            lines = _REWRITE.split(chunk)
+        else:  # the common case: one plain line
+            lines = (chunk[:-1],)
+        for line in lines:
             if not line.strip():
                 continue
             if prev is not None and _WRAPPED_NUMBER.match(line) and prev[-1:].isdigit():
