@@ -13,7 +13,7 @@ from advisor.commands.common import check_choice, check_fail_on, console, exit_f
 from advisor.errors import InputError
 
 FORMAT_CHOICES = ("auto", "csv", "tsv", "keras", "wandb", "lightning", "hf", "jsonl", "detectron2",
-                  "mmdet", "ultralytics")
+                  "mmdet", "mmengine", "ultralytics", "text", "notebook", "tensorboard", "mlflow")
 
 EPILOG = """Examples:
 
@@ -28,13 +28,22 @@ EPILOG = """Examples:
   advisor diagnose run.csv --optimizer adam --current lr=1e-3,wd=1e-4 --model-family transformer
 
   advisor diagnose log.csv --map train_loss=loss_total --map val_metric=top1
+
+  advisor diagnose runs/exp3/                 (a TensorBoard run folder; pip install 'advisor[tensorboard]')
+
+  advisor diagnose mlruns/0/3f2c.../          (an MLflow file-store run)
+
+  advisor diagnose train.log                  (console output: Keras fit, HF dicts, print lines)
+
+  python train.py 2>&1 | advisor diagnose -
 """
 
 
 def diagnose(
     runs: List[Path] = typer.Argument(..., help="Training logs: CSV/TSV (Keras, W&B export), Lightning "
                                       "metrics.csv, HF trainer_state.json, JSON lines (detectron2, "
-                                      "mmdetection), Ultralytics results.csv."),
+                                      "mmdetection, mmengine), Ultralytics results.csv, console text, "
+                                      "notebooks, TensorBoard and MLflow run folders; - for standard input."),
     format: str = typer.Option("auto", "--format", "-f", help=f"Force the log format: {', '.join(FORMAT_CHOICES)}."),
     map_: Optional[List[str]] = typer.Option(None, "--map", help="role=column: override a column role "
                                              "(epoch, step, train_loss, val_loss, train_metric, val_metric, lr, grad_norm)."),
