@@ -70,7 +70,8 @@ def _bomb(path: Path, levels: int = 10) -> Path:
     ["plan", "--budget", "10h", "--trial-time", "1h", "--gpus", "1", "--lr-from", "{fifo}"],
     ["plan", "--budget", "10h", "--trial-time", "1h", "--gpus", "1", "--from", "{fifo}"],
     ["audit", "{fifo}"],
-], ids=["check", "plan-lr-from", "plan-from", "audit"])
+    ["diagnose", "{fifo}"],
+], ids=["check", "plan-lr-from", "plan-from", "audit", "diagnose"])
 def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path, args: list[str]) -> None:
     fifo = tmp_path / "d_fifo.csv"
     os.mkfifo(fifo)

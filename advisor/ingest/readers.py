@@ -60,6 +60,9 @@ def resolve_path(path: Path) -> Path:
             return path  # an MLflow run (or experiment) folder of the file store
         raise InputError(f"{path}: is a directory; give the log file inside it "
                          f"(e.g. metrics.csv, trainer_state.json, results.csv, or a TensorBoard run folder)")
+    from advisor.inputs import regular_file
+
+    regular_file(path, "training log")  # a FIFO or a device is refused before it is opened (F18)
     return path
 
 
