@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
 
 
 def _assert_one_line_error(result, name: str, *words: str) -> None:
@@ -168,3 +168,56 @@ def test_malformed_json_never_crashes(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.json"
     path.write_bytes(data)
     _assert_clean(run_cli("diagnose", path, "--json"))
+
+
+# --- report F31, F33, F38 and UTF-16 logs (issue 16) ----------------------------------------
+
+_PADDED = "epoch, loss, val_loss\n" + "".join(
+    f"{e}, {1 / e:.4f}, {1 / e + 0.05 * e:.4f}\n" for e in range(1, 9))
+
+
+def test_a_space_after_each_comma_is_layout_and_map_names_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "pad.csv"
+    path.write_text(_PADDED)
+    result = run_cli("diagnose", path, "--map", "train_loss=loss", "--json")
+    assert result.code in (0, 1), result
+    assert "train_loss=loss" in run_cli("diagnose", path).out.replace(" ", "")
+
+
+def test_format_tsv_on_a_comma_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pad.csv"
+    path.write_text(_PADDED)
+    result = run_cli("diagnose", path, "--format", "tsv")
+    assert result.code == 2 and "not separated by tabs" in result.err and "pad.csv" in result.err, result
+    tabbed = tmp_path / "run.tsv"
+    tabbed.write_text(_PADDED.replace(", ", "\t"))
+    assert run_cli("diagnose", tabbed, "--format", "tsv").code in (0, 1)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_log_reads_as_its_utf8_twin(tmp_path: Path, encoding: str) -> None:
+    source = FIXTURES / "runs" / "overfitting.keras.csv"
+    twin = tmp_path / "run16.csv"
+    data = source.read_text().encode(encoding)
+    twin.write_bytes(data if encoding == "utf-16" else b"\xfe\xff" + data)
+    a, b = run_cli("diagnose", source, "--json"), run_cli("diagnose", twin, "--json")
+    assert b.code == a.code, b
+    assert [d["code"] for d in json.loads(b.out)["diagnoses"]] == [d["code"] for d in json.loads(a.out)["diagnoses"]]
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\xff\xfeA")
+    result = run_cli("diagnose", broken)
+    assert result.code == 2 and "broken.csv" in result.err and "UTF-16" in result.err, result
+
+
+def test_huge_epoch_labels_are_not_printed_as_long_integers(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("epoch,loss,val_loss\n" + "".join(
+        f"{10 ** 300 + e},{1 / e:.4f},{1 / e + 0.1:.4f}\n" for e in range(1, 7)))
+    result = run_cli("diagnose", path, "--json")
+    assert result.code in (0, 1), result
+    assert "0" * 30 not in result.out
+
+
+def test_search_workers_are_bounded() -> None:
+    result = run_cli("search", "--demo", "--workers", "100000")
+    assert result.code == 2 and "--workers" in result.err

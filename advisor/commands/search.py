@@ -83,8 +83,9 @@ def search(
     study: Optional[str] = typer.Option(None, "--study", help="Study name (default: TASK-date-time)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the study (default: the latest for TASK) after "
                                 "Ctrl-C or a crash."),
-    workers: int = typer.Option(1, "--workers", help="Processes on this machine (one per GPU); needs a .journal "
-                                "or server storage."),
+    # bounded: each worker is a process on this machine, and thousands of them only exhaust it
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Processes on this machine (one per GPU); "
+                                "needs a .journal or server storage."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps."),
     seed: int = typer.Option(0, "--seed", help="Seeds the sampler and the training: the same search in one process."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Re-run the best K configurations with new seeds "

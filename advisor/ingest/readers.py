@@ -180,6 +180,8 @@ def _csv_header(path: Path) -> tuple[str, str, int]:
 
 def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None = None) -> RawLog:
     """Read a log. `wanted(header)` names the columns worth keeping (the rest are never parsed)."""
+    if path.is_file() and _has_utf16_bom(path):
+        return _read_utf16(path, fmt, wanted)
     if path.is_dir() and fmt in (None, "mlflow"):
         from advisor.ingest.mlflow import is_mlflow_folder, read_mlflow
 
@@ -206,14 +208,41 @@ def read(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] |
     raise InputError(f"{path}: unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
 
 
+def _has_utf16_bom(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _read_utf16(path: Path, fmt: str | None, wanted: Callable[[list[str]], list[str]] | None) -> RawLog:
+    """A UTF-16 file (what PowerShell's '>' writes): read from a UTF-8 copy, errors naming the original."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="advisor-utf8-") as folder:
+        copy = Path(folder) / path.name  # same name: the suffix still tells a notebook
+        try:
+            with path.open("r", encoding="utf-16") as src, copy.open("w", encoding="utf-8") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except UnicodeError as exc:
+            raise InputError(f"{path}: starts as UTF-16 text but is not ({exc.reason})") from None
+        try:
+            return read(copy, fmt, wanted)
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(copy), str(path))) from None
+
+
 _USECOLS_FROM = 256  # wider headers (W&B exports with system metrics) are read for the wanted columns
 
 
 def _read_csv(path: Path, fmt: str, wanted: Callable[[list[str]], list[str]] | None) -> RawLog:
     header_line, sep, title_lines = _csv_header(path)
+    if fmt == "tsv" and sep != "\t":
+        raise InputError(f"{path}: --format tsv, but the header is not separated by tabs "
+                         f"(it uses {sep!r}); leave --format out or give --format csv")
     padded = fmt == "ultralytics"  # Ultralytics right-aligns headers and values with spaces
     header = next(csv.reader([header_line], delimiter=sep, skipinitialspace=padded), [])
-    header = [h.strip() if padded else h for h in header]
+    # A space after each comma ('epoch, loss, val_loss') is layout, not part of the names.
+    header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise InputError(f"{path}: column '{dup}' appears twice in the header")
