@@ -340,7 +340,6 @@ BAD = [
     (["--budget", "50h", "--epoch-time", "-1m", "--epochs", "10"], "--epoch-time"),
     (["--budget", "50h", "--epoch-time", "1m", "--epochs", "0"], "--epochs"),
     (["--budget", "50h", "--epoch-time", "1m"], "--epochs"),
-    (["--budget", "50h"], "--trial-time"),
     (["--budget", "50h", "--trial-time", "30m", "--epoch-time", "1m", "--epochs", "3"], "not both"),
     (["--budget", "50h", "--trial-time", "30m", "--optimizer", "adagrad"], "--optimizer"),
     (["--budget", "50h", "--trial-time", "30m", "--model-family", "gnn"], "--model-family"),

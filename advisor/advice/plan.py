@@ -209,6 +209,8 @@ class PlanInput(BaseModel):
     metric: str = "val_metric"
     direction: Literal["maximize", "minimize"] = "maximize"
     name: str = "advisor-plan"
+    assumed: dict[str, Any] = {}       # what the plan assumed for want of a figure (trial_hours, optimizer)
+    trial_time_from: str | None = None  # where the trial time came from (--trial-time, a log's timings)
 
 
 class PlanParam(BaseModel):
@@ -328,6 +330,8 @@ class Plan(BaseModel):
     direction: str
     name: str
     notes: list[str]
+    assumed: dict[str, Any] = {}       # figures the plan assumed: {trial_hours, epochs, optimizer ...}
+    trial_time_from: str | None = None
 
     def param(self, name: str) -> PlanParam | None:
         return next((p for p in self.params if p.name == name), None)
@@ -569,6 +573,32 @@ def _finding_reason(f: Finding) -> Reason:
 
 # --------------------------------------------------------------------------- building the plan
 
+def assumed_trial(epochs: int | None, had_log: bool) -> tuple[float, dict[str, Any]]:
+    """No trial time given and none in a log: the assumed one (rules/tables/budget.yaml `assumed`)."""
+    hours = float(tables()["budget"]["assumed"]["trial_hours"])
+    why = "no --trial-time or --epoch-time" + (", and the --from log holds no timings" if had_log else "")
+    return hours, {"trial_hours": hours, "why": why}
+
+
+def _assumption_hint(inp: PlanInput, plan: "Plan") -> str:
+    """One line: how the plan changes when the real trial time differs from the assumed one."""
+    factors = tables()["budget"]["assumed"]["hint_factors"]
+    alt = []
+    for f in factors:
+        other = build_plan(inp.model_copy(update={"trial_hours": inp.trial_hours * f, "assumed": {}}))
+        alt.append(f"{_dur(inp.trial_hours * f)} per trial: {other.n_configs} configurations"
+                   + (f" ({other.strategy})" if other.strategy != plan.strategy else ""))
+    return (f"trial time assumed: {_dur(inp.trial_hours)} ({inp.assumed.get('why')}); the plan scales with it "
+            f"({'; '.join(alt)}); give --trial-time 30m, or --epoch-time 90s --epochs 40, or --from a log "
+            "with timings")
+
+
+def _dur(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.3g} s"
+    return f"{hours * 60:.3g} min" if hours < 1 else f"{hours:.3g} h"
+
+
 def _base_facts(inp: PlanInput, workers: int, current_lr: float | None) -> dict[str, Any]:
     diag = inp.diagnosis
     labels = set(diag.labels) if diag else set()
@@ -655,10 +685,14 @@ def build_plan(inp: PlanInput) -> Plan:
                            trial_hours=inp.trial_hours, epochs=inp.epochs, band=band_name,
                            band_label=band["label"], affordable_configs=round(affordable, 2),
                            final_gpu_hours=round(final_cost, 3))
-    common = dict(reasons=reasons, budget=budget, hardware=inp.hardware.model_dump(),
+    common = dict(assumed=dict(inp.assumed), trial_time_from=inp.trial_time_from,
+                  reasons=reasons, budget=budget, hardware=inp.hardware.model_dump(),
                   from_run=inp.diagnosis, metric=inp.metric, direction=inp.direction, name=inp.name,
                   lr_shift=concluded.get("lr_shift"), quasi_random=bool(concluded.get("quasi_random")))
     if not tune:
+        if inp.assumed.get("trial_hours"):
+            notes.insert(0, f"trial time assumed: {_dur(inp.trial_hours)} ({inp.assumed.get('why')}); "
+                            "give --trial-time or --epoch-time with --epochs")
         return Plan(tune=False, strategy="manual", n_configs=0, params=[], phases=[],
                     pruner=PrunerPlan(type="none"), seeds_final=0, top_k=0,
                     stop_rules=[], expected_hours=0.0, gpu_hours=0.0, baseline=None,
@@ -716,12 +750,15 @@ def build_plan(inp: PlanInput) -> Plan:
     coupled = [Coupling(params=f.tune, code=f.code, note=f.message,
                         scaling=concluded.get("lr_batch_scaling") if "batch_size" in f.tune else None)
                for f in findings if f.kind == "note" and len(f.tune) >= 2]
-    return Plan(tune=True, strategy=strategy, n_configs=n_configs, params=params, phases=phases,
+    plan = Plan(tune=True, strategy=strategy, n_configs=n_configs, params=params, phases=phases,
                 pruner=pruner, seeds_final=seeds if top_k else 1, top_k=top_k,
                 stop_rules=_stop_rules(strategy, inp.budget_hours), expected_hours=round(expected, 3),
                 gpu_hours=round(gpu_hours, 3), baseline=baseline or None, fixed=fixed, coupled=coupled,
                 sampler=sampler, storage=concluded.get("storage"), grid=grid, deferred=deferred,
                 notes=notes, **common)
+    if inp.assumed.get("trial_hours"):
+        plan.notes.insert(0, _assumption_hint(inp, plan))
+    return plan
 
 
 def _pruner(kind: str, epochs: int | None, cost_share: float) -> PrunerPlan:

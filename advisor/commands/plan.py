@@ -19,7 +19,11 @@ DIRECTIONS = ("maximize", "minimize")
 
 EPILOG = """Examples:
 
+  advisor plan --budget 50h                    (no trial time: one is assumed, and said so)
+
   advisor plan --budget 50h --trial-time 30m
+
+  advisor plan --budget 50h --from trainer_state.json      (the trial time from the log's timings)
 
   advisor plan --budget 2d --epoch-time 90s --epochs 40 --params lr,batch_size,weight_decay --optimizer adamw
 
@@ -80,7 +84,7 @@ def plan(
             raise InputError("--epoch-time needs --epochs (the trial costs epoch time x epochs)")
         trial_hours = check_hours(parse_hours(epoch_time, "--epoch-time") * epochs, "--epoch-time x --epochs")
     else:
-        raise InputError("say what one trial costs: --trial-time 30m, or --epoch-time 90s --epochs 40")
+        trial_hours = None  # from the --from log's timings, else assumed (and said so)
     check_choice("--optimizer", optimizer, OPTIMIZERS)
     check_choice("--model-family", model_family, MODEL_FAMILIES)
     check_choice("--emit", emit, EMIT_TARGETS)
@@ -110,6 +114,7 @@ def plan(
     optimizer = optimizer or cur.get("optimizer") or (finder.optimizer if finder else None)
 
     diagnosis = None
+    timing_source = "--trial-time" if trial_time is not None else ("--epoch-time x --epochs" if epoch_time else None)
     if from_ is not None:
         from advisor.advice.diagnosis import diagnose
         from advisor.advice.plan import summarize_diagnosis
@@ -123,6 +128,20 @@ def plan(
         report, logs = diagnose([from_], ctx)
         inputs += [Path(log.path) for log in logs]  # the log found inside a --from folder
         diagnosis = summarize_diagnosis(report)
+        if trial_hours is None and logs:
+            from advisor.advice.plan_time import logged_time
+
+            logged = logged_time(logs[0].path)
+            if logged is not None:
+                epochs = epochs or logged.epochs
+                trial_hours = check_hours(logged.seconds_per_epoch * epochs / 3600, "--from timings")
+                timing_source = f"{logged.source}; {epochs} epochs per trial"
+
+    assumed: dict = {}
+    if trial_hours is None:
+        from advisor.advice.plan import assumed_trial
+
+        trial_hours, assumed = assumed_trial(epochs, from_ is not None)
 
     direction = (direction or ("minimize" if "loss" in metric.lower() else "maximize")).lower()
     result = build_plan(PlanInput(
@@ -130,7 +149,7 @@ def plan(
         workers=workers, params=names, optimizer=optimizer,
         model_family=model_family.lower() if model_family else None, finetune=finetune,
         dataset_size=dataset_size, current=cur, diagnosis=diagnosis, finder=finder,
-        metric=metric, direction=direction,
+        metric=metric, direction=direction, assumed=assumed, trial_time_from=timing_source,
     ))
 
     if emit:

@@ -21,6 +21,8 @@ def _g(x: float) -> str:
 
 
 def _hours(h: float) -> str:
+    if h < 1 / 60:
+        return f"{h * 3600:.3g} s"
     if h < 1:
         return f"{h * 60:.0f} min"
     return f"{h:.3g} h" if h < 48 else f"{h:.4g} h ({h / 24:.1f} days)"
@@ -39,11 +41,21 @@ def _range(p: PlanParam, gridded: bool) -> str:
     return text + ", or 0" if p.zero else text
 
 
+def _timing(plan: Plan) -> str:
+    """Where a trial time not typed on the command line came from (a log's timings)."""
+    src = plan.trial_time_from
+    if not src or plan.assumed.get("trial_hours") or src.startswith("--"):
+        return ""
+    return f" (from {escape(src)})"
+
+
 def render(plan: Plan, console: Console) -> None:
     b = plan.budget
     console.rule("[bold]advisor plan[/]")
     console.print(f"Budget [bold]{_hours(b.budget_hours)}[/] × {b.workers} worker(s) = "
                   f"{b.compute_hours:.4g} GPU-hours; one trial {_hours(b.trial_hours)}"
+                  f"{' [bold yellow](assumed)[/]' if plan.assumed.get('trial_hours') else ''}"
+                  f"{_timing(plan)}"
                   f"{f', {b.epochs} epochs' if b.epochs else ''}. Band: {escape(b.band_label)}.")
     if not plan.tune:
         console.print("[bold]Do not run a search.[/]")
