@@ -85,7 +85,7 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
     facts.update({k: v for k, v in context.items() if v is not None})
     findings, facts = evaluate(kb, facts)
     for finding in findings:
-        finding.run = run.path
+        finding.run = run.name
     diagnoses = rank_findings([f for f in findings if f.kind == "diagnosis"], kb.labels)
     notes = rank_findings([f for f in findings if f.kind != "diagnosis"])
     # Tuning follows the diagnosis; context findings add to it only when the run is not healthy.
@@ -93,7 +93,7 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
     tune = _tune_first(kb, diagnoses + ([] if healthy else notes))
     verdict = diagnoses[0].advice if diagnoses else (notes[0].advice if notes else "")
     return RunDiagnosis(
-        run=run.path, format=run.format, epochs=len(run.epochs),
+        run=run.name, format=run.format, epochs=len(run.epochs),
         steps=run.n_steps, columns=run.columns, metric=run.metric,
         metric_higher_is_better=run.higher_is_better, diagnoses=diagnoses, notes=notes,
         tune_first=tune, verdict=verdict,

@@ -33,6 +33,10 @@ EPILOG = """Examples:
 
   advisor diagnose mlruns/0/3f2c.../          (an MLflow file-store run)
 
+  advisor diagnose --mlflow-run 3f2c... --tracking-uri sqlite:///mlflow.db   (pip install 'advisor[mlflow]')
+
+  advisor diagnose --experiment resnet-lr --tracking-uri http://mlflow:5000  (all its runs, compared)
+
   advisor diagnose train.log                  (console output: Keras fit, HF dicts, print lines)
 
   python train.py 2>&1 | advisor diagnose -
@@ -40,7 +44,7 @@ EPILOG = """Examples:
 
 
 def diagnose(
-    runs: List[Path] = typer.Argument(..., help="Training logs: CSV/TSV (Keras, W&B export), Lightning "
+    runs: Optional[List[Path]] = typer.Argument(None, help="Training logs: CSV/TSV (Keras, W&B export), Lightning "
                                       "metrics.csv, HF trainer_state.json, JSON lines (detectron2, "
                                       "mmdetection, mmengine), Ultralytics results.csv, console text, "
                                       "notebooks, TensorBoard and MLflow run folders; - for standard input."),
@@ -59,6 +63,12 @@ def diagnose(
     budget: Optional[str] = typer.Option(None, help="Tuning budget, e.g. 45m, 50h, 2d."),
     num_classes: Optional[int] = typer.Option(None, help="Number of classes (enables the chance-level check)."),
     current: Optional[List[str]] = typer.Option(None, help="The run's hyperparameters, e.g. lr=1e-3,wd=1e-4,bs=64,warmup=0."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --mlflow-run "
+                                               "or --experiment (default: $MLFLOW_TRACKING_URI)."),
+    mlflow_run: Optional[List[str]] = typer.Option(None, "--mlflow-run", help="An MLflow run id to diagnose "
+                                                   "(repeat for several, compared)."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Every run of this MLflow experiment, "
+                                             "diagnosed and compared."),
 ) -> None:
     """Diagnose training runs: findings with evidence, advice, and what to tune first."""
     from advisor.advice.diagnosis import diagnose as run_diagnosis
@@ -75,14 +85,26 @@ def diagnose(
             raise InputError(f"{name}: must be positive, got {value}")
     if report is not None and plot is not None and os.path.realpath(report) == os.path.realpath(plot):
         raise InputError(f"--plot {plot}: is the --report file too; give each its own file")
+    sources: list = list(runs or [])
+    if mlflow_run or experiment:
+        from advisor.ingest.mlflow import tracked_runs
+
+        sources.append(tracked_runs(tracking_uri, mlflow_run or [], experiment))
+    elif tracking_uri:
+        raise InputError("--tracking-uri: say which runs with --mlflow-run ID or --experiment NAME")
+    if not sources:
+        raise InputError("give a training log (a file, a folder, - for standard input) or --mlflow-run/--experiment")
     context = context_facts(
         optimizer=optimizer, model_family=model_family, finetune=finetune, dataset_size=dataset_size,
         budget_hours=parse_hours(budget) if budget else None, num_classes=num_classes,
         current=parse_assignments(current, "--current"),
     )
-    result, logs = run_diagnosis(runs, context, format, parse_assignments(map_, "--map"))
+    result, logs = run_diagnosis(sources, context, format, parse_assignments(map_, "--map"))
 
-    inputs = runs + [Path(log.path) for log in logs]  # a folder's log too, as read
+    # what was read must never be written over: the files named, a folder's log as read, and
+    # the database file behind a sqlite tracking URI
+    inputs = [Path(p) for p in runs or []] + [Path(log.path) for log in logs]
+    inputs += [db for s in sources if (db := getattr(s, "local_file", lambda: None)()) is not None]
     if report is not None:
         from advisor.render.markdown import render as render_md
 

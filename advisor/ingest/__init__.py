@@ -6,29 +6,33 @@ from dataclasses import replace
 from pathlib import Path
 
 from advisor.errors import InputError
+from advisor.ingest.mlflow import TrackedRuns, read_tracked
 from advisor.ingest.parts import split
 from advisor.ingest.readers import FORMATS, read, resolve_path
 from advisor.ingest.runlog import RunLog
 from advisor.ingest.tidy import tidy, wanted_columns
 
-__all__ = ["FORMATS", "RunLog", "load_run", "load_runs"]
+__all__ = ["FORMATS", "RunLog", "TrackedRuns", "load_run", "load_runs"]
 
 
 STDIN = "-"  # the path that names standard input
 STDIN_NAME = "<stdin>"
 
 
-def load_runs(path: str | Path, fmt: str | None = None, overrides: dict[str, str] | None = None,
+def load_runs(path: str | Path | TrackedRuns, fmt: str | None = None, overrides: dict[str, str] | None = None,
               step_bins: int = 100, rows_per_epoch_max: int = 2000) -> list[RunLog]:
     """Every run in a log file, in file order: one, or one per part when runs were appended
     (the epoch counter restarts) or logged side by side (W&B exports, 'loss0, loss1').
     '-' is standard input, read to its end; its format is found from its content."""
-    if str(path) == STDIN:
-        return _load_stdin(fmt, overrides, step_bins, rows_per_epoch_max)
-    resolved = resolve_path(Path(path))
     overrides = overrides or {}
-    raw = read(resolved, None if fmt in (None, "auto") else fmt,
-               wanted=lambda header: wanted_columns(header, overrides, str(resolved)))
+    if isinstance(path, TrackedRuns):  # runs on an MLflow tracking store, through its client
+        resolved, raw = str(path), read_tracked(path)
+    elif str(path) == STDIN:
+        return _load_stdin(fmt, overrides, step_bins, rows_per_epoch_max)
+    else:
+        resolved = resolve_path(Path(path))
+        raw = read(resolved, None if fmt in (None, "auto") else fmt,
+                   wanted=lambda header: wanted_columns(header, overrides, str(resolved)))
     parts = split(raw, str(resolved), overrides)
     runs = [tidy(table, str(resolved), overrides, step_bins, rows_per_epoch_max) for _, table in parts]
     if len(runs) == 1:

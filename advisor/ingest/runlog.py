@@ -28,6 +28,13 @@ class RunLog:
     parts: int = 1
     part_name: str | None = None
 
+    @property
+    def name(self) -> str:
+        """What reports call the run: its file, and which run in it where the file holds several."""
+        if self.part is None:
+            return self.path
+        return f"{self.path} [{self.part_name or f'run {self.part + 1} of {self.parts}'}]"
+
     def series(self, role: str) -> np.ndarray | None:
         if role not in self.epochs.columns:
             return None

@@ -57,7 +57,8 @@ def _draw(ax, ax_metric, run: RunLog, res: RunDiagnosis, analysis: dict[str, flo
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 50:
         ax.set_yscale("log")
     labels = ", ".join(dict.fromkeys(f.label for f in res.diagnoses if f.label)) or "no diagnosis"
-    ax.set_title(f"{Path(run.path).parent.name}/{Path(run.path).name}: {labels}", fontsize=10)
+    part = f" [{run.name.rsplit(' [', 1)[1]}" if run.part is not None else ""
+    ax.set_title(f"{Path(run.path).parent.name}/{Path(run.path).name}{part}: {labels}", fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
