@@ -331,3 +331,19 @@ def test_step_lines_then_an_epoch_summary_line(tmp_path) -> None:
     assert list(run.epochs.index) == [1, 2, 3, 4, 5]
     assert run.series("train_loss") == pytest.approx([1 / e for e in range(1, 6)], abs=1e-4)
     assert run.series("val_loss") == pytest.approx([1.2 / e for e in range(1, 6)], abs=1e-4)
+
+
+def test_a_notebooks_several_fits_are_compared_and_run_n_picks_one() -> None:
+    import json
+
+    notebook = FIXTURES / "real" / "text" / "x_16_nbeats-airquality.ipynb"
+    every = json.loads(run_cli("diagnose", notebook, "--json").out)
+    assert len(every["runs"]) == 7 and len(every["comparison"]) == 7
+    assert len({r["run"] for r in every["runs"]}) == 7  # each run named apart: '[run 2 of 7]'
+    second = run_cli("diagnose", notebook, "--run", "2", "--json")
+    assert second.code in (0, 1), second
+    picked = json.loads(second.out)["runs"]
+    assert len(picked) == 1 and picked[0]["run"].endswith("[run 2 of 7]")
+    assert picked[0]["facts"] == every["runs"][1]["facts"]
+    beyond = run_cli("diagnose", notebook, "--run", "8")
+    assert beyond.code == 2 and "--run 8: it holds 7 runs" in beyond.err

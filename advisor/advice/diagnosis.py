@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from advisor.engine import Finding, KnowledgeBase, evaluate, load_knowledge, severity_rank
+from advisor.errors import InputError
 from advisor.facts.curves import run_facts
 from advisor.ingest import RunLog, load_runs
 
@@ -102,11 +103,19 @@ def diagnose_run(run: RunLog, context: dict[str, Any], kb: KnowledgeBase | None 
 
 
 def diagnose(paths: list[str | Path], context: dict[str, Any], fmt: str | None = None,
-             overrides: dict[str, str] | None = None) -> tuple[DiagnoseReport, list[RunLog]]:
+             overrides: dict[str, str] | None = None, pick: int | None = None) -> tuple[DiagnoseReport, list[RunLog]]:
+    """Every run of every source diagnosed (a file can hold several: appended, side by side, a
+    notebook's several fits); `pick` (1-based) keeps only that run of each source."""
     kb = load_knowledge("diagnose")
     analysis = kb.catalogue.analysis
-    runs = [run for p in paths  # one RunLog per run in each file (appended or side-by-side runs)
-            for run in load_runs(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))]
+    runs = []
+    for p in paths:
+        found = load_runs(p, fmt, overrides, int(analysis["step_bins"]), int(analysis["rows_per_epoch_max"]))
+        if pick is not None:
+            if not 1 <= pick <= len(found):
+                raise InputError(f"{p}: --run {pick}: it holds {len(found)} run{'s' * (len(found) != 1)}")
+            found = [found[pick - 1]]
+        runs += found
     results = [diagnose_run(run, context, kb) for run in runs]
     report = DiagnoseReport(
         diagnoses=rank_findings([f for r in results for f in r.diagnoses], kb.labels),

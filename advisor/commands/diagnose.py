@@ -39,6 +39,8 @@ EPILOG = """Examples:
 
   advisor diagnose train.log                  (console output: Keras fit, HF dicts, print lines)
 
+  advisor diagnose train.ipynb --run 2        (the second training run printed in a notebook)
+
   python train.py 2>&1 | advisor diagnose -
 """
 
@@ -63,6 +65,8 @@ def diagnose(
     budget: Optional[str] = typer.Option(None, help="Tuning budget, e.g. 45m, 50h, 2d."),
     num_classes: Optional[int] = typer.Option(None, help="Number of classes (enables the chance-level check)."),
     current: Optional[List[str]] = typer.Option(None, help="The run's hyperparameters, e.g. lr=1e-3,wd=1e-4,bs=64,warmup=0."),
+    run: Optional[int] = typer.Option(None, "--run", help="Of a file holding several runs (a notebook's several "
+                                      "fits, appended or side-by-side runs), diagnose only the N-th (from 1)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI for --mlflow-run "
                                                "or --experiment (default: $MLFLOW_TRACKING_URI)."),
     mlflow_run: Optional[List[str]] = typer.Option(None, "--mlflow-run", help="An MLflow run id to diagnose "
@@ -99,7 +103,7 @@ def diagnose(
         budget_hours=parse_hours(budget) if budget else None, num_classes=num_classes,
         current=parse_assignments(current, "--current"),
     )
-    result, logs = run_diagnosis(sources, context, format, parse_assignments(map_, "--map"))
+    result, logs = run_diagnosis(sources, context, format, parse_assignments(map_, "--map"), pick=run)
 
     # what was read must never be written over: the files named, a folder's log as read, and
     # the database file behind a sqlite tracking URI
