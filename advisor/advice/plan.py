@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -356,10 +357,18 @@ def _applies(name: str, optimizer: str | None, optimizer_searched: bool) -> bool
     return True
 
 
-def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
+def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding],
+            limit: tuple[set[str], list[str]] | None = None) \
         -> tuple[list[str], dict[str, list[str]], list[Deferred], bool]:
-    """Parameters: the user's, or the learning rate, then what rules ask for, then by tier."""
+    """Parameters: the user's, or the learning rate, then what rules ask for, then by tier; never
+    one that a context rule of diagnose leaves alone (`limit`: the allowed names, the rule codes)."""
     because: dict[str, list[str]] = {}
+    allowed, limit_codes = limit if limit is not None else (None, [])
+    family_only = context_table().get("family_only", {})
+
+    def family_wants(p: str) -> bool:
+        return p not in family_only or inp.model_family in family_only[p]
+
     if inp.params is not None:
         names = list(inp.params)
         for name in names:
@@ -371,7 +380,7 @@ def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
         return sorted(names, key=_importance_order), because, [], added
     ranges = tables()["ranges"]["parameters"]
     cap = int(band["params"])
-    opt_searched = inp.optimizer is None and cap >= 4
+    opt_searched = inp.optimizer is None and cap >= 4 and (allowed is None or "optimizer" in allowed)
     names = ["learning_rate"]
     because["learning_rate"] = ["tier 1: always first"]
     asked: dict[str, list[str]] = {}
@@ -386,6 +395,11 @@ def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
             because[p] += asked[p]
         elif not _applies(p, inp.optimizer, opt_searched):
             continue
+        elif allowed is not None and p not in allowed:
+            deferred.append(Deferred(param=p, asked_by=asked[p],
+                                     why=f"{' and '.join(limit_codes)}: leave it alone in this context"))
+        elif set(asked[p]) <= set(limit_codes) and not family_wants(p):
+            continue  # a limit allows it, no rule asks for it, the family does not want it
         elif len(names) < cap:
             names.append(p)
             because[p] = asked[p]
@@ -400,6 +414,8 @@ def _choose(inp: PlanInput, band: dict[str, Any], asked_by: list[Finding]) \
         if p == "optimizer" and inp.optimizer is not None:
             continue  # the user chose the optimizer
         if not _applies(p, inp.optimizer, opt_searched):
+            continue
+        if (allowed is not None and p not in allowed) or not family_wants(p):
             continue
         names.append(p)
         because[p] = [f"tier {tables()['importance'][p]['tier']}"]
@@ -573,6 +589,42 @@ def _finding_reason(f: Finding) -> Reason:
 
 # --------------------------------------------------------------------------- building the plan
 
+@lru_cache(maxsize=None)
+def context_table() -> dict[str, Any]:
+    """rules/tables/context.yaml: which diagnose context rules bound a search, and family defaults."""
+    from advisor.engine.loader import read_yaml, rules_dir
+
+    return read_yaml(rules_dir() / "tables" / "context.yaml") or {}
+
+
+def context_findings(inp: PlanInput) -> list[Finding]:
+    """`advisor diagnose`'s context rules (rules/diagnose/context.yaml) on what the user said: the
+    same rules, the same facts, so that plan and diagnose cannot disagree on the context."""
+    from advisor.facts.context import CURRENT, context_facts
+
+    facts = context_facts(optimizer=inp.optimizer, model_family=inp.model_family, finetune=inp.finetune,
+                          dataset_size=inp.dataset_size, budget_hours=inp.budget_hours,
+                          current={k: repr(float(v)) for k, v in inp.current.items()
+                                   if k in CURRENT and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    kb = load_knowledge("diagnose")
+    context_rules = {r.code for r in kb.rules if r.kind == "context" and r.file.endswith("context.yaml")}
+    findings, _ = evaluate(kb, facts)
+    return [f for f in findings if f.code in context_rules]
+
+
+def context_limit(findings: list[Finding]) -> tuple[set[str], list[str]] | None:
+    """What a search may tune under the context rules that bound it (rules/tables/context.yaml
+    `limits`): the intersection of their `tune` lists, and their codes; None when none fires."""
+    codes = list(context_table().get("limits", []))
+    fired = [f for f in findings if f.code in codes]
+    if not fired:
+        return None
+    allowed = set(fired[0].tune)
+    for f in fired[1:]:
+        allowed &= set(f.tune)
+    return allowed or {"learning_rate"}, [f.code for f in fired]
+
+
 def assumed_trial(epochs: int | None, had_log: bool) -> tuple[float, dict[str, Any]]:
     """No trial time given and none in a log: the assumed one (rules/tables/budget.yaml `assumed`)."""
     hours = float(tables()["budget"]["assumed"]["trial_hours"])
@@ -643,13 +695,28 @@ def build_plan(inp: PlanInput) -> Plan:
             notes.append(f"the LR finder ran with {f.optimizer}, the plan is for {inp.optimizer}: its range "
                          "may not carry over")
 
+    # The context, decided once by diagnose's context rules (rules/tables/context.yaml).
+    family_opt = context_table().get("optimizer_by_family", {}).get(inp.model_family)
+    if inp.optimizer is None and family_opt and not inp.current.get("optimizer") and inp.params is None:
+        inp = inp.model_copy(update={"optimizer": family_opt, "assumed": {**inp.assumed, "optimizer": family_opt}})
+        notes.append(f"optimizer assumed: {family_opt}, what a {inp.model_family} is trained with (no --optimizer); "
+                     "its learning-rate range is used; give --optimizer if you train with another")
+    ctx_findings = context_findings(inp)
+    limit = context_limit(ctx_findings)
+    if limit is not None and inp.params is not None:
+        outside = [p for p in inp.params if p not in limit[0]]
+        if outside:
+            notes.append(f"{' and '.join(limit[1])} say{'s' if len(limit[1]) == 1 else ''} to leave "
+                         f"{', '.join(outside)} alone in this context; searched anyway, as --params asks")
+
     # Pass 1: the budget band (and what the context and the diagnosis ask to tune).
     facts = _base_facts(inp, workers, current_lr)
     findings1, concluded1 = evaluate(kb, facts)
     band_name = concluded1["budget_band"]
     band = {**bt["bands"][band_name], "name": band_name}
 
-    names, because, deferred, lr_added = _choose(inp, band, [f for f in findings1 if f.tune])
+    bounding = [f for f in ctx_findings if limit and f.code in limit[1]]
+    names, because, deferred, lr_added = _choose(inp, band, [f for f in findings1 + bounding if f.tune], limit)
 
     # The final validation: top_k finalists x seeds, at most a share of the budget.
     top_k, seeds = int(band["top_k"]), int(band["seeds_final"])
@@ -679,7 +746,9 @@ def build_plan(inp: PlanInput) -> Plan:
     tune = bool(concluded["tune"])
     strategy = concluded["strategy"] or "manual"
     pruner_type = concluded.get("pruner") or "none"
-    reasons = [_finding_reason(f) for f in sorted(findings, key=lambda f: f.code)]
+    limiting = set(limit[1]) if limit else set()
+    reasons = [_finding_reason(f) for f in sorted(findings + [f for f in ctx_findings if f.code in limiting],
+                                                   key=lambda f: f.code)]
 
     budget = BudgetSummary(budget_hours=inp.budget_hours, workers=workers, compute_hours=compute,
                            trial_hours=inp.trial_hours, epochs=inp.epochs, band=band_name,
