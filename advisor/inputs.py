@@ -185,9 +185,11 @@ _LOADER = None
 
 
 def parse_yaml(text: str, path: str | Path, what: str = "input",
-               max_nodes: int = MAX_YAML_NODES) -> tuple[Any, Any]:
+               max_nodes: int = MAX_YAML_NODES, repeated: list | None = None) -> tuple[Any, Any]:
     """(data, root node) of one YAML document. The node graph is judged before any object is
-    built: too many nodes once aliases are expanded, a recursive alias, a key given twice."""
+    built: too many nodes once aliases are expanded, a recursive alias, a key given twice.
+    With `repeated` (a list), a key given twice is appended to it as (key, line, first line)
+    and the last value kept, as PyYAML (and so W&B) keeps it, instead of refused."""
     import yaml
 
     loader = yaml_loader()(text)
@@ -202,7 +204,7 @@ def parse_yaml(text: str, path: str | Path, what: str = "input",
             raise InputError(f"{path}: YAML nested too deeply; not a usable {what}") from None
         if root is None:
             return None, None
-        _judge_nodes(root, path, what, max_nodes)
+        _judge_nodes(root, path, what, max_nodes, repeated)
         try:
             return loader.construct_document(root), root
         except yaml.YAMLError as exc:
@@ -215,7 +217,7 @@ def parse_yaml(text: str, path: str | Path, what: str = "input",
         loader.dispose()
 
 
-def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int) -> None:
+def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int, repeated: list | None = None) -> None:
     """Count the nodes with every alias expanded (each distinct node's size once: linear in the
     file, however large the expansion), refusing a cycle and a repeated mapping key."""
     import yaml
@@ -249,7 +251,7 @@ def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int) -> None
         visiting.add(key)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
-            _no_repeated_keys(node, path)
+            _no_repeated_keys(node, path, repeated)
             children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
             children = node.value
@@ -263,7 +265,7 @@ def _judge_nodes(root: Any, path: str | Path, what: str, max_nodes: int) -> None
                 stack.append((child, False))
 
 
-def _no_repeated_keys(node: Any, path: str | Path) -> None:
+def _no_repeated_keys(node: Any, path: str | Path, repeated: list | None = None) -> None:
     import yaml
 
     seen: dict[str, int] = {}
@@ -271,14 +273,17 @@ def _no_repeated_keys(node: Any, path: str | Path) -> None:
         if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
             continue
         line = key.start_mark.line + 1
-        if key.value in seen:
+        if key.value in seen and repeated is not None:
+            repeated.append((key.value, line, seen[key.value]))
+        elif key.value in seen:
             raise InputError(f"{path}:{line}: key '{key.value}' is given twice (first on line "
                              f"{seen[key.value]}); YAML keeps only the last, so say it once")
-        seen[key.value] = line
+        seen.setdefault(key.value, line)
 
 
-def load_yaml(path: str | Path, what: str = "input", limit: int = MAX_BYTES) -> tuple[Any, Any, str]:
+def load_yaml(path: str | Path, what: str = "input", limit: int = MAX_BYTES,
+              repeated: list | None = None) -> tuple[Any, Any, str]:
     """(data, root node, text) of a regular YAML file (see parse_yaml)."""
     text = read_text(path, what, limit)
-    data, root = parse_yaml(text, path, what)
+    data, root = parse_yaml(text, path, what, repeated=repeated)
     return data, root, text

@@ -24,10 +24,18 @@ class SpaceSummary(BaseModel):
     grid_size: int | None
 
 
+class Inferred(BaseModel):
+    """Something the file says about the training that the user did not give (--optimizer ...)."""
+    value: Any
+    source: str
+
+
 class CheckReport(BaseModel):
     schema_version: str = SCHEMA
     findings: list[Finding]
     space: SpaceSummary
+    # model_family, optimizer, epochs, steps, warmup, learning_rate: read from the whole file
+    inferred: dict[str, Inferred] = {}
 
     def worst_severity(self) -> int:
         return max((severity_rank(f.severity) for f in self.findings), default=-1)
@@ -43,8 +51,8 @@ def check(path: str | Path, context: dict[str, Any], sf: SpaceFile | None = None
           ) -> tuple[CheckReport, SpaceFile, list[_Fix]]:
     sf = sf or load_space(path, lint=True)  # read (and refused) before the rules are loaded
     kb = load_knowledge("check")
-    facts, optimizer = space_facts(sf, {k: v for k, v in context.items() if v is not None},
-                                   kb.catalogue.analysis)
+    facts, optimizer, inferred = space_facts(sf, {k: v for k, v in context.items() if v is not None},
+                                             kb.catalogue.analysis)
     findings, _ = evaluate(kb, facts)
     fixes: list[_Fix] = []
     for finding in findings:
@@ -69,7 +77,8 @@ def check(path: str | Path, context: dict[str, Any], sf: SpaceFile | None = None
     findings.sort(key=lambda f: (-severity_rank(f.severity), f.code, f.param or ""))
     summary = SpaceSummary(path=sf.path, format=sf.format, strategy=sf.space.strategy,
                            params=list(sf.space.params), trials=sf.space.trials, grid_size=facts["grid_size"])
-    return CheckReport(findings=findings, space=summary), sf, fixes
+    told = {k: Inferred(value=v["value"], source=v["from"]) for k, v in inferred.items()}
+    return CheckReport(findings=findings, space=summary, inferred=told), sf, fixes
 
 
 def cannot_run(finding: Finding) -> bool:

@@ -75,11 +75,20 @@ def check(
         con.rule(f"[bold]{sf.path}[/]")
         con.print(f"[dim]{sf.format} space, {report.space.strategy}, {len(report.space.params)} parameters"
                   + (f", {report.space.trials} trials" if report.space.trials else "") + "[/]")
+        if report.inferred:  # what the file said that the user did not: say it, so it can be corrected
+            told = "; ".join(f"{k.replace('_', ' ')} {_shown(v.value)} (from {v.source})"
+                             for k, v in report.inferred.items())
+            con.print(f"[dim]inferred: {told} — give --model-family, --optimizer or --epochs to override[/]",
+                      highlight=False)
         for finding in report.findings:
             print_finding(con, finding)
         if not report.findings:
             con.print("[green]No problems found.[/]")
     exit_for(fail_on, report.worst_severity())
+
+
+def _shown(value) -> str:
+    return "on" if value is True else str(value)
 
 
 def _write_fixed(space: Path, sf, fixes, out: Optional[Path], in_place: bool, report) -> None:

@@ -48,7 +48,8 @@ def canonical(name: str) -> str | None:
     for candidate in ("_".join(parts), parts[-1] if parts else "", "_".join(parts[-2:])):
         if candidate in aliases:
             return aliases[candidate]
-    if any(p in ("lr", "lr0", "learning", "eta") for p in parts) and not any(
+    # "learning" alone is not the LR: RL's learning_starts counts steps ("learning_rate" is an alias)
+    if (any(p in ("lr", "lr0", "eta") for p in parts) or ("learning", "rate") in zip(parts, parts[1:])) and not any(
             p in ("schedule", "scheduler", "decay", "lrf", "gamma", "step", "factor") for p in parts):
         return "learning_rate"
     for fragment, canon in (("dropout", "dropout"), ("drop", "dropout"), ("warmup", "warmup"),

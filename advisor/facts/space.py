@@ -3,12 +3,170 @@
 from __future__ import annotations
 
 import math
+import re
+from functools import lru_cache
 from typing import Any
 
 from advisor.facts.params import canonical, name_parts, tables
 from advisor.ingest.space import SpaceFile, grid_size
 
-ADAPTIVE = {"adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "radam", "lamb"}
+
+# --- what the whole file says about the training (rules/tables/infer.yaml) -------------------
+
+@lru_cache(maxsize=None)
+def _infer_table() -> dict[str, Any]:
+    from advisor.engine.loader import read_yaml, rules_dir
+
+    return read_yaml(rules_dir() / "tables" / "infer.yaml")
+
+
+def _words(text: Any) -> list[str]:
+    return re.findall(r"[a-z0-9]+", str(text).lower())
+
+
+def _names_in(text: Any, names: list[str]) -> bool:
+    """One of `names` is a word of `text`, with a version or size after it ('gpt2', 'resnet18'),
+    or, for names of four letters or more, at the end of a word ('distilbert')."""
+    for word in _words(text):
+        for name in names:
+            if word == name or (word.startswith(name) and word[len(name):].isdigit()) or (
+                    len(name) >= 4 and word.endswith(name)):
+                return True
+    return False
+
+
+def _joined(name: str) -> str:
+    return "_".join(name_parts(name))
+
+
+def _named(name: str, names: list[str]) -> bool:
+    """The parameter's name (or its part after the last dot) is one of `names`."""
+    return _joined(name) in names or _joined(name.rsplit(".", 1)[-1]) in names
+
+
+def command_flags(command: list[str]) -> dict[str, str]:
+    """Literal `--key value` and `--key=value` flags of a W&B command (macros skipped); a flag
+    with no value is 'true'."""
+    flags: dict[str, str] = {}
+    items = [c for c in command if "${" not in c]
+    for i, item in enumerate(items):
+        if not item.startswith("-") or item in ("-", "--") or item.startswith("-m"):
+            continue
+        key, eq, value = item.lstrip("-").partition("=")
+        if not eq:
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            value = nxt if nxt is not None and not nxt.startswith("--") else "true"
+        flags[key.replace("-", "_")] = value
+    return flags
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    try:
+        return float(str(v))
+    except ValueError:
+        return None
+
+
+def _optimizer_kind(name: Any, t: dict[str, Any]) -> str | None:
+    word = "_".join(_words(name))
+    for kind, names in t["optimizers"].items():
+        if word in names:
+            return kind
+    return "other" if word in t["adaptive_other"] else None
+
+
+def infer(sf: SpaceFile) -> dict[str, dict[str, Any]]:
+    """What the file says about the training when the user does not: {what: {value, from}}
+    for model_family, optimizer, epochs, steps, warmup, learning_rate (a parameter's name)."""
+    t = _infer_table()
+    space = sf.space
+    flags = command_flags(sf.command) if sf.format == "wandb" else {}
+    fixed = {**flags, **{k: v for k, v in space.fixed.items()}}  # the file's parameters win
+    out: dict[str, dict[str, Any]] = {}
+
+    # model family: a transformer-only parameter, then names in the program, command, values
+    families = t["model_family"]
+    heads = [n for n in space.params if _named(n, t["transformer_parameters"])]
+    if heads:
+        out["model_family"] = {"value": "transformer", "from": f"the parameter '{heads[0]}'"}
+    else:
+        # what names the model first (its parameter, fixed or searched), then the program, then
+        # any other fixed text (an output folder named after the model ...)
+        def where(k: str, v: Any) -> str:
+            return f"{'the command flag' if k in flags and k not in space.fixed else 'the fixed value'} {k}={v}"
+
+        texts = [(k, v) for k, v in fixed.items() if isinstance(v, str)]
+        sources = [(where(k, v), v) for k, v in texts if _named(k, t["model_parameters"])]
+        for name, p in space.params.items():
+            if _named(name, t["model_parameters"]) and p.choices:
+                found = {fam for c in p.choices for fam, names in families.items() if _names_in(c, names)}
+                if len(found) == 1:  # every choice that names a family names the same one
+                    sources.append((f"the choices of '{name}'", " ".join(map(str, p.choices))))
+        sources += [(f"the program '{sf.program}'", sf.program)] if sf.program else []
+        sources += [(where(k, v), v) for k, v in texts if not _named(k, t["model_parameters"])]
+        for where, text in sources:
+            found = [fam for fam, names in families.items() if _names_in(text, names)]
+            if len(found) == 1:
+                out["model_family"] = {"value": found[0], "from": where}
+                break
+
+    # optimizer: a fixed value or flag, or the choices when they share one kind
+    for key, value in fixed.items():
+        if _named(key, t["optimizer_parameters"]) and _optimizer_kind(value, t):
+            out["optimizer"] = {"value": _optimizer_kind(value, t), "from": f"{key}={value}",
+                                "name": str(value).lower()}
+            break
+
+    # length of each run: fixed, or the longest searched
+    for unit, names in t["length_parameters"].items():
+        for key, value in fixed.items():
+            if _named(key, names) and _number(value) is not None and _number(value) > 0:
+                out[unit] = {"value": int(_number(value)), "from": f"{key}={value}"}
+                break
+        else:
+            for name, p in space.params.items():
+                if _named(name, names):
+                    top = p.high if p.choices is None else max(
+                        (_number(c) for c in p.choices if _number(c) is not None), default=None)
+                    if top is not None and top > 0:
+                        out[unit] = {"value": int(top), "from": f"the longest '{name}' searched"}
+                        break
+
+    # warmup given as a flag or a fixed schedule that names it
+    for key, value in fixed.items():
+        if canonical(key) == "warmup" and _number(value) is not None:
+            if _number(value) > 0:
+                out["warmup"] = {"value": True, "from": f"{key}={value}"}
+            break
+        if isinstance(value, str) and _names_in(value, t["warmup_words"]):
+            out["warmup"] = {"value": True, "from": f"{key}={value}"}
+            break
+
+    # the learning rate under another name, when none is named as one
+    if not any(canonical(n) == "learning_rate" for n in space.params) and not any(
+            canonical(k) == "learning_rate" for k in space.fixed):
+        for name, p in space.params.items():
+            if _named(name, t["learning_rate_when_alone"]) and p.log:
+                out["learning_rate"] = {"value": name, "from": f"'{name}', searched on a log scale with no parameter named as the LR"}
+                break
+    return out
+
+
+def _architecture(name: str, p: Any) -> bool:
+    """Width or depth: by its usual names, or a numeric parameter named with their words."""
+    canon = canonical(name)
+    if canon in ("width", "depth"):
+        return True
+    if canon is not None:
+        return False
+    numeric = p.type == "int" or (p.choices is not None and p.choices and all(
+        isinstance(c, int) and not isinstance(c, bool) for c in p.choices))
+    words = _infer_table()["architecture_words"]
+    return numeric and any(w in words["width"] + words["depth"] for w in name_parts(name.rsplit(".", 1)[-1]))
 
 
 def _is_exponential(name: str, canon: str | None) -> bool:
@@ -125,7 +283,14 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
     }
     raw = sf.raw_params.get(name) or {}
     if facts["p_wandb_log_uniform"] and bounds:
-        facts["p_raw_low"], facts["p_raw_high"] = raw.get("min"), raw.get("max")
+        facts["p_raw_low"], facts["p_raw_high"] = _number(raw.get("min")), _number(raw.get("max"))
+        facts["p_sampled_low"], facts["p_sampled_high"] = low, high
+        rl, rh = facts["p_raw_low"], facts["p_raw_high"]
+        if rl is not None and rh is not None and 0 < rl <= rh <= a["log_uniform_values_max"]:
+            # values written as exponents (rule K105): the other rules judge the range meant,
+            # so that one mistake is one finding and its fix is not undone by another's
+            low, high = rl, rh
+            facts.update(p_low=low, p_high=high, p_decades=_decades(low, high))
     # corrected ranges the lint rules quote and --fix writes
     if canon == "learning_rate":
         facts["p_usual_low"], facts["p_usual_high"] = _lr_range(optimizer)
@@ -140,27 +305,39 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
     return facts
 
 
-def space_facts(sf: SpaceFile, context: dict[str, Any], a: dict[str, float]) -> tuple[dict[str, Any], str | None]:
-    """Facts of the whole space, and the optimizer it trains with (fixed or given)."""
+def space_facts(sf: SpaceFile, context: dict[str, Any], a: dict[str, float]
+                ) -> tuple[dict[str, Any], str | None, dict[str, dict[str, Any]]]:
+    """Facts of the whole space, the optimizer it trains with (given, fixed or inferred), and
+    what was inferred from the file for what the user did not give."""
+    t = _infer_table()
     space = sf.space
+    inferred = {k: v for k, v in infer(sf).items() if context.get(k) is None}
     by_canon: dict[str, list[str]] = {}
     for name in space.params:
         by_canon.setdefault(canonical(name) or name, []).append(name)
+    if "learning_rate" in inferred:  # alpha on a log scale, with no parameter named as the LR
+        by_canon.setdefault("learning_rate", []).append(inferred["learning_rate"]["value"])
     fixed_canon = {canonical(k) or k: v for k, v in space.fixed.items()}
-    optimizer = fixed_canon.get("optimizer") or context.get("optimizer")
+    # a fixed optimizer in the space wins over --optimizer (given "when the space does not fix it")
+    fixed_opt = next((_optimizer_kind(v, t) or str(v).lower() for k, v in space.fixed.items()
+                      if canonical(k) == "optimizer" or _named(k, t["optimizer_parameters"])), None)
+    optimizer = fixed_opt or context.get("optimizer") or (
+        inferred["optimizer"]["value"] if "optimizer" in inferred else None)
     optimizer = str(optimizer).lower() if optimizer else None
-    opt_choices: list[str] = []
-    if "optimizer" in by_canon:
-        opt_choices = [str(c).lower() for c in space.params[by_canon["optimizer"][0]].choices or []]
+    kinds: list[str | None] = []
+    opt_names = [n for n in space.params if _named(n, t["optimizer_parameters"]) or canonical(n) == "optimizer"]
+    if opt_names:
+        kinds = [_optimizer_kind(c, t) for c in space.params[opt_names[0]].choices or []]
     lr_names = by_canon.get("learning_rate", [])
     wd_positive = False
     if "weight_decay" in by_canon:
         wd = space.params[by_canon["weight_decay"][0]]
         wd_positive = any(v > 0 for v in [wd.high or 0, *[c for c in wd.choices or [] if isinstance(c, (int, float))]])
-    elif isinstance(fixed_canon.get("weight_decay"), (int, float)):
-        wd_positive = fixed_canon["weight_decay"] > 0
-    warmup_fixed = fixed_canon.get("warmup")
-    epochs = space.epochs or context.get("epochs")
+    elif _number(fixed_canon.get("weight_decay")) is not None:
+        wd_positive = _number(fixed_canon["weight_decay"]) > 0
+    warmup_fixed = _number(fixed_canon.get("warmup"))
+    epochs = space.epochs or context.get("epochs") or (inferred["epochs"]["value"] if "epochs" in inferred else None)
+    steps = inferred["steps"]["value"] if "steps" in inferred else None
     trial_hours = context.get("trial_hours")
     if trial_hours is None and context.get("epoch_hours") and epochs:
         trial_hours = context["epoch_hours"] * epochs
@@ -168,13 +345,18 @@ def space_facts(sf: SpaceFile, context: dict[str, Any], a: dict[str, float]) -> 
     budget = context.get("budget_hours")
     affordable = int(budget / trial_hours) if budget and trial_hours else None
     advised = int(a["random_trials_advised"])
-    family = fixed_canon.get("model_family") or context.get("model_family")
+    family = fixed_canon.get("model_family") or context.get("model_family") or (
+        inferred["model_family"]["value"] if "model_family" in inferred else None)
+    stray = sorted(sf.stray)
+    numeric = sorted(sf.numeric_strings)
     facts: dict[str, Any] = {
         "format": sf.format, "strategy": space.strategy, "n_params": len(space.params) + len(sf.broken),
         "params_line": sf.key_lines.get("params" if sf.format == "advisor" else "parameters"),
         "wandb_goal": sf.goal, "wandb_goal_line": sf.key_lines.get("metric.goal"),
         "wandb_goal_unknown": sf.goal is not None and sf.goal not in ("minimize", "maximize"),
-        "trials": space.trials, "grid_size": size, "epochs": epochs, "seeds": space.seeds,
+        "trials": space.trials, "grid_size": size, "epochs": epochs, "train_steps": steps, "seeds": space.seeds,
+        "run_length": ", ".join(x for x in (f"{epochs} epochs" if epochs else "", f"{steps} steps" if steps else "",
+                                            f"{trial_hours:.2g} h" if trial_hours else "") if x) or None,
         "budget_hours": budget, "trial_hours": trial_hours,
         "grid_hours": size * trial_hours if size and trial_hours else None,
         "affordable_trials": affordable,
@@ -182,15 +364,24 @@ def space_facts(sf: SpaceFile, context: dict[str, Any], a: dict[str, float]) -> 
         "pruning": space.pruner.type != "none",
         "lr_searched": bool(lr_names), "lr_conditional": any(space.params[n].by for n in lr_names),
         "batch_size_searched": "batch_size" in by_canon,
-        "optimizer_searched": bool(opt_choices),
-        "optimizers_mixed": bool({c for c in opt_choices if c in ADAPTIVE}) and any(
-            c not in ADAPTIVE for c in opt_choices),
+        "optimizer_searched": bool(kinds),
+        # SGD's good learning rates are 10-100x an adaptive optimizer's; unknown names mix nothing
+        "optimizers_mixed": "sgd" in kinds and any(k not in (None, "sgd") for k in kinds),
         "optimizer": optimizer if optimizer in ("sgd", "adam", "adamw", "rmsprop") else ("other" if optimizer else None),
-        "adam_used": optimizer == "adam" or "adam" in opt_choices,
+        "adam_used": optimizer == "adam" or "adam" in kinds,
         "weight_decay_positive": wd_positive,
-        "warmup_present": "warmup" in by_canon or (isinstance(warmup_fixed, (int, float)) and warmup_fixed > 0),
-        "architecture_searched": "width" in by_canon or "depth" in by_canon,
+        "warmup_present": "warmup" in by_canon or (warmup_fixed is not None and warmup_fixed > 0)
+                          or "warmup" in inferred,
+        "architecture_searched": any(_architecture(n, p) for n, p in space.params.items()),
         "model_family": str(family).lower() if family else None,
         "seed_searched": any(name_parts(n)[-1:] == ["seed"] for n in space.params),
+        "repeated_key_count": len(sf.repeated), "stray_count": len(sf.stray),
+        "numeric_string_params": len(sf.numeric_strings),
+        "repeated_keys": ", ".join(f"'{k}' (lines {first} and {line})" for k, line, first in sf.repeated) or None,
+        "repeated_line": sf.repeated[0][1] if sf.repeated else None,
+        "stray_entries": "; ".join(f"'{k}' {why}" for k, why in sorted(sf.stray.items())) or None,
+        "stray_line": min((sf.lines.get(k.rsplit(".", 1)[0]) or 0 for k in stray), default=None) or None,
+        "numeric_strings": ", ".join(f"{k} ({', '.join(sf.numeric_strings[k])})" for k in numeric) or None,
+        "numeric_strings_line": min((sf.lines.get(k) or 0 for k in numeric), default=None) or None,
     }
-    return facts, optimizer
+    return facts, optimizer, inferred

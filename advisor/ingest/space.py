@@ -43,6 +43,12 @@ class SpaceFile:
     key_lines: dict[str, int] = field(default_factory=dict)  # 'metric.goal' -> its line
     broken: dict[str, dict] = field(default_factory=dict)  # lint: parameters that cannot be read
     goal: str | None = None              # W&B metric.goal as written
+    # lint: what W&B (PyYAML, YAML 1.1) reads differently from advisor (rules K5xx)
+    repeated: list[tuple[str, int, int]] = field(default_factory=list)  # (key, line, first line)
+    numeric_strings: dict[str, list[str]] = field(default_factory=dict)  # parameter -> texts
+    stray: dict[str, str] = field(default_factory=dict)  # entry W&B ignores -> why
+    command: list[str] = field(default_factory=list)     # W&B command:, as text
+    program: str | None = None
 
 
 def _param_lines(root: Any, params_key: str) -> dict[str, int]:
@@ -80,9 +86,15 @@ def load_space(path: str | Path, lint: bool = False) -> SpaceFile:
     for `search`); with `lint`, a W&B parameter of an unknown distribution is kept aside in
     `broken` for them, else it is refused here."""
     path = Path(path)
-    data, root, text = load_yaml(path, "search space")
+    repeated: list | None = [] if lint else None  # W&B keeps a repeated key's last value: read it so
+    data, root, text = load_yaml(path, "search space", repeated=repeated)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping (advisor space or W&B sweep), got {type(data).__name__}")
+    is_wandb = "advisor_space" not in data and ("method" in data or ("parameters" in data and "params" not in data))
+    if repeated and not is_wandb:  # advisor's own format is refused, as always (bad-input report F22)
+        key, line, first = repeated[0]
+        raise InputError(f"{path}:{line}: key '{key}' is given twice (first on line {first}); "
+                         "YAML keeps only the last, so say it once")
     if "advisor_space" in data:
         sf = _advisor(path, root, data)
     elif "method" in data or ("parameters" in data and "params" not in data):
@@ -93,7 +105,42 @@ def load_space(path: str | Path, lint: bool = False) -> SpaceFile:
         raise InputError(f"{path}: neither an advisor space (params:) nor a W&B sweep (method:, parameters:)")
     sf.text = text
     sf.key_lines = _key_lines(root)
+    sf.repeated = repeated or []
+    if sf.format == "wandb":
+        for name, texts in _yaml11_strings(root).items():
+            sf.numeric_strings.setdefault(name, []).extend(texts)
     return sf
+
+
+def _yaml11_strings(root: Any) -> dict[str, list[str]]:
+    """Numbers advisor reads (`1e-5`) that PyYAML's YAML 1.1 resolver, and so W&B, reads as
+    strings (a float needs a dot there): per top-level parameter, the texts as written."""
+    import yaml
+
+    from advisor.inputs import yaml_loader
+
+    plain11, ours = yaml.resolver.Resolver(), yaml_loader()
+    found: dict[str, list[str]] = {}
+
+    def walk(node: Any, owner: str) -> None:
+        if isinstance(node, yaml.ScalarNode):
+            if not node.style and node.tag == "tag:yaml.org,2002:float" and plain11.resolve(
+                    yaml.ScalarNode, node.value, (True, False)) == "tag:yaml.org,2002:str":
+                found.setdefault(owner, []).append(node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                walk(child, owner)
+        elif isinstance(node, yaml.MappingNode):
+            for _, child in node.value:
+                walk(child, owner)
+
+    del ours  # the resolver tagged the nodes already (advisor/inputs.py yaml_loader)
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if getattr(key, "value", None) == "parameters" and isinstance(value, yaml.MappingNode):
+                for pkey, pvalue in value.value:
+                    walk(pvalue, str(pkey.value))
+    return found
 
 
 def _key_lines(root: Any) -> dict[str, int]:
@@ -171,10 +218,29 @@ def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
     dists: dict[str, str] = {}
     broken: dict[str, dict[str, Any]] = {}
     flat = _flatten(data["parameters"])
+    stray: dict[str, str] = {}
+    numeric_strings: dict[str, list[str]] = {}
     for name, spec in flat.items():
         where = f"{path}" + (f":{lines[name]}" if name in lines else "") + f": parameter '{name}'"
         if not isinstance(spec, dict):
+            if lint:  # W&B skips it (a key left over from bad indentation): rule K503
+                stray[name] = f"(it holds {spec!r:.40}, not a mapping of value, values or a distribution)"
+                continue
             raise InputError(f"{where}: expected a mapping (value, values, distribution ...)")
+        for key, sub in spec.items():  # a parameter indented under another: W&B never sees it
+            if (lint and isinstance(sub, dict) and key not in _WANDB_PARAM_KEYS
+                    and _PARAM_SHAPE & set(sub)):
+                stray[f"{name}.{key}"] = f"(indented under '{name}', it is a key of that parameter)"
+        if lint:  # quoted numbers in min/max: W&B's schema refuses them; advisor reads the number
+            for key in ("min", "max", "mu", "sigma", "q"):
+                if isinstance(spec.get(key), str) and _as_number(spec[key]) is not None:
+                    numeric_strings.setdefault(name, []).append(spec[key])
+                    spec = {**spec, key: _as_number(spec[key])}
+        if lint and isinstance(spec.get("values"), list) and len(spec["values"]) == 1 and spec.get(
+                "distribution") in (None, "categorical"):
+            fixed[name] = spec["values"][0]  # one value is a fixed value, not a searched axis
+            dists[name] = "categorical"
+            continue
         dist = spec.get("distribution")
         if dist is None:
             dist = ("categorical" if "values" in spec else "constant" if "value" in spec
@@ -221,8 +287,29 @@ def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
         )
     except ValidationError as exc:
         raise _field_error(path, exc, {"trials": "run_cap", "metric": "metric.name"}) from None
-    return SpaceFile(str(path), "wandb", space, data, lines, flat, dists, broken=broken,
-                     goal=None if goal is None else str(goal))
+    command = data.get("command")
+    sf = SpaceFile(str(path), "wandb", space, data, lines, flat, dists, broken=broken,
+                   goal=None if goal is None else str(goal), stray=stray, numeric_strings=numeric_strings,
+                   command=[str(c) for c in command] if isinstance(command, list) else [],
+                   program=str(data["program"]) if data.get("program") is not None else None)
+    return sf
+
+
+# keys of a W&B parameter; a mapping under any other key that has a parameter's shape is a
+# parameter indented one level too deep
+_WANDB_PARAM_KEYS = {"value", "values", "distribution", "min", "max", "mu", "sigma", "q", "probabilities",
+                     "parameters"}
+_PARAM_SHAPE = {"value", "values", "distribution", "min", "max"}
+
+
+def _as_number(text: str) -> float | int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
 def grid_size(space: Space) -> int | None:
