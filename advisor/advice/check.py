@@ -63,7 +63,7 @@ def check(path: str | Path, context: dict[str, Any], sf: SpaceFile | None = None
         if name in sf.broken:
             pfacts = {**facts, **broken_param_facts(sf, name)}
         else:
-            pfacts = {**facts, **param_facts(sf, name, optimizer, kb.catalogue.analysis)}
+            pfacts = {**facts, **param_facts(sf, name, optimizer, kb.catalogue.analysis, facts["model_family"])}
         found, _ = evaluate(kb, pfacts, scope="param", param=name)
         findings += found
         for finding in found:
@@ -120,7 +120,12 @@ def fixed_document(sf: SpaceFile, fixes: list[_Fix]):
         raise InputError("--fix needs ruamel.yaml: pip install ruamel.yaml") from None
     yaml = YAML()
     yaml.preserve_quotes = True
+    if sf.format == "wandb":  # W&B reads YAML 1.1: every float written must stay a float there
+        _yaml11_floats(yaml)
+    yaml.allow_duplicate_keys = True  # K502 reports them; W&B keeps the last, as written below
     doc = yaml.load(sf.text)  # the text load_space read and judged (decoded, bounded)
+    if sf.repeated:
+        _keep_last(doc, sf)
     notes: list[str] = []
     for fix in fixes:
         if fix.param is None:
@@ -130,6 +135,56 @@ def fixed_document(sf: SpaceFile, fixes: list[_Fix]):
             if entry is not None:
                 (_fix_wandb_param if sf.format == "wandb" else _fix_advisor_param)(entry, fix.changes, fix.param, notes)
     return yaml, doc, notes
+
+
+def _keep_last(doc, sf: SpaceFile) -> None:
+    """ruamel.yaml keeps a repeated key's first value, PyYAML (W&B, and what check judged) the
+    last: put the last back, found by the line of the key ruamel kept."""
+    firsts = {(key, first) for key, _, first in sf.repeated}
+
+    def walk(node, raw) -> None:
+        if not isinstance(node, dict) or not isinstance(raw, dict):
+            return
+        for key in list(node):
+            line = node.lc.key(key)[0] + 1 if hasattr(node, "lc") else None
+            if (str(key), line) in firsts and key in raw:
+                node[key] = raw[key]
+            else:
+                walk(node[key], raw.get(key))
+
+    walk(doc, sf.raw)
+
+
+def _yaml11_float_text(value: float) -> str:
+    """A float as YAML 1.1 (PyYAML, W&B) reads a float: a dot in the mantissa and a signed
+    exponent (1e-05 is a string there, 1.0e-05 the number)."""
+    text = repr(float(value))
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        text = f"{mantissa}e{exp if exp[0] in '+-' else '+' + exp}"
+    return text
+
+
+def _yaml11_floats(yaml) -> None:
+    """Write floats, kept or new, in a form YAML 1.1 reads as floats: ruamel.yaml (YAML 1.2)
+    writes 1e-05 and keeps 2e-5 as it was, both strings to W&B's loader."""
+    import yaml as pyyaml
+    from ruamel.yaml.scalarfloat import ScalarFloat
+
+    yaml11 = pyyaml.resolver.Resolver()
+    rep = yaml.representer
+
+    def represent(representer, data):
+        node = (representer.represent_scalar_float(data) if isinstance(data, ScalarFloat)
+                else representer.represent_float(data))
+        if yaml11.resolve(pyyaml.ScalarNode, node.value, (True, False)) == "tag:yaml.org,2002:str":
+            node.value = _yaml11_float_text(data)
+        return node
+
+    rep.add_representer(float, represent)
+    rep.add_representer(ScalarFloat, represent)
 
 
 def _param_entry(doc, fmt: str, name: str):
@@ -205,6 +260,15 @@ def _fix_space(doc, fmt: str, changes: dict[str, Any], notes: list[str]) -> None
         return
     methods = {"random": "random", "grid": "grid", "bayesian": "bayes"}
     for key, value in changes.items():
+        if key == "numeric_strings":  # plain 1e-5 is rewritten by the dumper; quoted bounds here
+            for entry in (doc.get("parameters") or {}).values():
+                for bound in ("min", "max", "mu", "sigma", "q") if isinstance(entry, dict) else ():
+                    if isinstance(entry.get(bound), str):
+                        try:
+                            entry[bound] = float(entry[bound])
+                        except ValueError:
+                            pass
+            continue
         if key == "strategy":
             doc["method"] = methods.get(value, value)
         elif key == "trials":

@@ -45,17 +45,18 @@ def _named(name: str, names: list[str]) -> bool:
 
 
 def command_flags(command: list[str]) -> dict[str, str]:
-    """Literal `--key value` and `--key=value` flags of a W&B command (macros skipped); a flag
-    with no value is 'true'."""
+    """Literal `--key value` and `--key=value` flags of a W&B command; a flag whose value is a
+    macro (${lr}) is W&B's to fill and skipped; a flag with no value is 'true'."""
     flags: dict[str, str] = {}
-    items = [c for c in command if "${" not in c]
-    for i, item in enumerate(items):
-        if not item.startswith("-") or item in ("-", "--") or item.startswith("-m"):
+    for i, item in enumerate(command):
+        if not item.startswith("--") or item == "--" or "${" in item:
             continue
-        key, eq, value = item.lstrip("-").partition("=")
+        key, eq, value = item[2:].partition("=")
         if not eq:
-            nxt = items[i + 1] if i + 1 < len(items) else None
-            value = nxt if nxt is not None and not nxt.startswith("--") else "true"
+            nxt = command[i + 1] if i + 1 < len(command) else None
+            if nxt is not None and "${" in nxt:
+                continue
+            value = nxt if nxt is not None and not nxt.startswith("-") else "true"
         flags[key.replace("-", "_")] = value
     return flags
 
@@ -107,11 +108,13 @@ def infer(sf: SpaceFile) -> dict[str, dict[str, Any]]:
                 if len(found) == 1:  # every choice that names a family names the same one
                     sources.append((f"the choices of '{name}'", " ".join(map(str, p.choices))))
         sources += [(f"the program '{sf.program}'", sf.program)] if sf.program else []
-        sources += [(where(k, v), v) for k, v in texts if not _named(k, t["model_parameters"])]
-        for where, text in sources:
-            found = [fam for fam, names in families.items() if _names_in(text, names)]
+        generic = [(where(k, v), v) for k, v in texts if not _named(k, t["model_parameters"])]
+        for source, text in sources + generic:
+            # 'mlp' names a head or a block as often as a model: only where the model is named
+            found = [fam for fam, names in families.items() if _names_in(text, names)
+                     and (fam != "mlp" or (source, text) not in generic)]
             if len(found) == 1:
-                out["model_family"] = {"value": found[0], "from": where}
+                out["model_family"] = {"value": found[0], "from": source}
                 break
 
     # optimizer: a fixed value or flag, or the choices when they share one kind
@@ -196,9 +199,11 @@ def _linear_choices(values: list[float], a: dict[str, float]) -> bool:
     return spans_decade or (values[0] == 0 and len(values) >= a["linear_from_zero_values"])
 
 
-def _lr_range(optimizer: str | None) -> tuple[float, float]:
-    by = tables()["ranges"]["parameters"]["learning_rate"]["by_optimizer"]
-    return tuple(by.get(optimizer or "unknown", by["unknown"]))  # type: ignore[return-value]
+def _lr_range(optimizer: str | None, family: str | None = None) -> tuple[float, float]:
+    spec = tables()["ranges"]["parameters"]["learning_rate"]
+    low, high = spec["by_optimizer"].get(optimizer or "unknown", spec["by_optimizer"]["unknown"])
+    factor = spec["scale"].get(family or "", 1.0)  # a transformer trains at smaller LRs
+    return low * factor, high * factor
 
 
 _SCALAR = (str, int, float, bool, type(None))
@@ -258,7 +263,8 @@ def _validity(sf: SpaceFile, name: str) -> dict[str, Any]:
     return facts
 
 
-def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, float]) -> dict[str, Any]:
+def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, float],
+                family: str | None = None) -> dict[str, Any]:
     p = sf.space.params[name]
     canon = canonical(name)
     ranges = tables()["ranges"]["parameters"]
@@ -293,7 +299,7 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
             facts.update(p_low=low, p_high=high, p_decades=_decades(low, high))
     # corrected ranges the lint rules quote and --fix writes
     if canon == "learning_rate":
-        facts["p_usual_low"], facts["p_usual_high"] = _lr_range(optimizer)
+        facts["p_usual_low"], facts["p_usual_high"] = _lr_range(optimizer, family)
     elif canon in ranges and "range" in ranges[canon]:
         facts["p_usual_low"], facts["p_usual_high"] = ranges[canon]["range"]
     elif canon == "weight_decay":
