@@ -62,8 +62,8 @@ def _param_lines(root: Any, params_key: str) -> dict[str, int]:
             return
         for key, value in node.value:
             name = f"{prefix}{key.value}"
-            nested = next((v for k, v in getattr(value, "value", []) if isinstance(value, yaml.MappingNode)
-                           and getattr(k, "value", None) == "parameters"), None)
+            nested = next((v for k, v in value.value if getattr(k, "value", None) == "parameters"),
+                          None) if isinstance(value, yaml.MappingNode) else None
             if nested is not None:
                 walk(nested, f"{name}.")
             else:
