@@ -29,6 +29,7 @@ COMMANDS = (
     ("hardware", "advisor.commands.plan", "hardware", "HARDWARE_EPILOG"),
     ("explain", "advisor.commands.knowledge", "explain", "EXPLAIN_EPILOG"),
     ("rules", "advisor.commands.knowledge", "list_rules", "RULES_EPILOG"),
+    ("watch", "advisor.commands.watch", "watch", "EPILOG"),
 )
 
 

@@ -35,6 +35,7 @@ class WatchEvent(BaseModel):
     run: str | None = None
     part: int = 0  # which run of the log (a restarted epoch counter begins the next one)
     period: int | None = None  # how many epochs (or evaluation periods) diagnose counted then
+    advice: str | None = None  # what to do (new and changed)
 
     def line(self) -> dict[str, Any]:
         """The JSON line of `advisor watch --json`."""
@@ -339,6 +340,17 @@ class Monitor:
                 return f
         return None
 
+    def worst_announced(self) -> int:
+        """The level --fail-on compares with (-1 none, 0 info ... 2 error), over the findings
+        announced now and as `diagnose` counts it: a healthy run's diagnoses (healthy itself, the
+        plateau or slow convergence beside it) are no problem, its notes count."""
+        from advisor.engine import severity_rank
+
+        raised = list(self._tracker.raised.values())
+        healthy = any(f.label == "healthy" for f in raised)
+        return max((severity_rank(f.severity) for f in raised if not (healthy and f.kind == "diagnosis")),
+                   default=-1)
+
     @property
     def best_epoch(self) -> int | None:
         """The epoch with the best validation loss (or metric) so far: the checkpoint to keep."""
@@ -464,4 +476,4 @@ class _Tracker:
 
 def _event(kind: EventKind, f, epoch, run, part: int) -> WatchEvent:
     return WatchEvent(event=kind, epoch=epoch, label=f.label, code=f.code, severity=f.severity,
-                      message=f.message, run=run, part=part)
+                      message=f.message, run=run, part=part, advice=None if kind == "cleared" else f.advice)
