@@ -189,6 +189,8 @@ def _yaml11_floats(yaml) -> None:
 
 def _param_entry(doc, fmt: str, name: str):
     node = doc.get("params" if fmt == "advisor" else "parameters")
+    if node is not None and name in node:  # a dotted name is a flat key as often as a nesting
+        return node[name]
     for part in name.split(".") if fmt == "wandb" else [name]:
         if node is None:
             return None

@@ -283,6 +283,7 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
         "p_type": p.type, "p_log": p.log, "p_low": low, "p_high": high, "p_decades": decades,
         "p_exponential": _is_exponential(name, canon), "p_n_choices": len(p.choices or []) or None,
         "p_choices_linear": _linear_choices([float(v) for v in numeric], a) if numeric else False,
+        "p_from_zero": bool(bounds) and p.type == "float" and p.choices is None and low == 0 and high is not None and high > 0,
         "p_conditional": p.by is not None,
         "p_wandb_log_uniform": sf.wandb_distribution.get(name) in ("log_uniform", "q_log_uniform", "inv_log_uniform"),
         **validity,
@@ -308,6 +309,8 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
     if high is not None and high > 0:
         floor = facts.get("p_usual_low") if canon in ("weight_decay", "learning_rate") else None
         facts["p_safe_low"] = floor if floor and floor < high else high / 1e4
+        if low is not None and low <= 0:  # a log range starts at a positive floor (K101's fix)
+            facts["p_log_floor"] = facts["p_safe_low"]
     return facts
 
 
