@@ -84,7 +84,7 @@ def measure(cases: list[Case]) -> None:
         try:
             report, _, _ = check(case.path, {})
             case.found = list(dict.fromkeys(f.label for f in report.findings if f.label))
-            case.inferred = {k: v for k, v in (report.inferred or {}).items()} if hasattr(report, "inferred") else {}
+            case.inferred = {k: v.value for k, v in report.inferred.items()}  # what check said it inferred
         except AdvisorError as exc:
             case.error = str(exc).splitlines()[0]
         except Exception as exc:  # noqa: BLE001 - a crash is a finding of this benchmark

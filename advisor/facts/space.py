@@ -117,7 +117,7 @@ def infer(sf: SpaceFile) -> dict[str, dict[str, Any]]:
                 out["model_family"] = {"value": found[0], "from": source}
                 break
 
-    # optimizer: a fixed value or flag, or the choices when they share one kind
+    # optimizer: a fixed value (a one-item list too) or a command flag
     for key, value in fixed.items():
         if _named(key, t["optimizer_parameters"]) and _optimizer_kind(value, t):
             out["optimizer"] = {"value": _optimizer_kind(value, t), "from": f"{key}={value}",
@@ -154,7 +154,8 @@ def infer(sf: SpaceFile) -> dict[str, dict[str, Any]]:
             canonical(k) == "learning_rate" for k in space.fixed):
         for name, p in space.params.items():
             if _named(name, t["learning_rate_when_alone"]) and p.log:
-                out["learning_rate"] = {"value": name, "from": f"'{name}', searched on a log scale with no parameter named as the LR"}
+                out["learning_rate"] = {"value": name, "from": f"'{name}', searched on a log scale "
+                                                               "with no parameter named as the LR"}
                 break
     return out
 
@@ -283,7 +284,8 @@ def param_facts(sf: SpaceFile, name: str, optimizer: str | None, a: dict[str, fl
         "p_type": p.type, "p_log": p.log, "p_low": low, "p_high": high, "p_decades": decades,
         "p_exponential": _is_exponential(name, canon), "p_n_choices": len(p.choices or []) or None,
         "p_choices_linear": _linear_choices([float(v) for v in numeric], a) if numeric else False,
-        "p_from_zero": bool(bounds) and p.type == "float" and p.choices is None and low == 0 and high is not None and high > 0,
+        "p_from_zero": bool(bounds) and p.type == "float" and p.choices is None and low == 0
+                       and high is not None and high > 0,
         "p_conditional": p.by is not None,
         "p_wandb_log_uniform": sf.wandb_distribution.get(name) in ("log_uniform", "q_log_uniform", "inv_log_uniform"),
         **validity,

@@ -117,9 +117,7 @@ def _yaml11_strings(root: Any) -> dict[str, list[str]]:
     strings (a float needs a dot there): per top-level parameter, the texts as written."""
     import yaml
 
-    from advisor.inputs import yaml_loader
-
-    plain11, ours = yaml.resolver.Resolver(), yaml_loader()
+    plain11 = yaml.resolver.Resolver()  # PyYAML's own YAML 1.1 rules; the nodes carry advisor's tags
     found: dict[str, list[str]] = {}
 
     def walk(node: Any, owner: str) -> None:
@@ -134,7 +132,6 @@ def _yaml11_strings(root: Any) -> dict[str, list[str]]:
             for _, child in node.value:
                 walk(child, owner)
 
-    del ours  # the resolver tagged the nodes already (advisor/inputs.py yaml_loader)
     if isinstance(root, yaml.MappingNode):
         for key, value in root.value:
             if getattr(key, "value", None) == "parameters" and isinstance(value, yaml.MappingNode):
