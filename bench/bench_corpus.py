@@ -220,7 +220,11 @@ def report(kb, cases: list[Case], predicted: dict[int, list[str]], title: str) -
            "first_label_right": len(first_ok) / n if n else 0.0,
            "problem_runs": len(problems), "problem_called_healthy": len(called_healthy),
            "refused": sum(1 for c in cases if c.error and not c.crashed),
-           "crashed": sum(1 for c in cases if c.crashed), "per_label": per_label}
+           "crashed": sum(1 for c in cases if c.crashed), "per_label": per_label,
+           # the same figure per corpus folder (keras, hf, tbml, text ...): where agreement is low
+           "per_family": {fam: {"files": sum(c.family == fam for c in cases),
+                                "agree": sum(cases[i].family == fam for i in agree)}
+                          for fam in sorted({c.family for c in cases})}}
     return out
 
 
@@ -232,6 +236,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"problem runs called healthy {r['problem_called_healthy']}/{r['problem_runs']} = {share:.1%} "
           f"(runs whose labels forbid 'healthy'; an unread file counts as not called healthy)")
     print(f"read {r['read']}/{r['files']}, refused {r['refused']}, crashed {r['crashed']}")
+    if len(r["per_family"]) > 1:
+        print("by folder        " + ", ".join(f"{fam} {v['agree']}/{v['files']}" for fam, v in r["per_family"].items()))
     print(f"{'label':18} {'expected':>8} {'reported':>8} {'precision':>9} {'recall':>7} {'misleading':>10}")
     for label, s in r["per_label"].items():
         p = "-" if s["precision"] is None else f"{s['precision']:.0%}"

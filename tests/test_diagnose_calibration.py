@@ -146,3 +146,28 @@ def test_a_metric_only_log_is_judged_on_its_metric(tmp_path: Path) -> None:
     assert {d.label for d in report.diagnoses} == {"slow_convergence", "healthy"}
     report, _ = diagnose([falling], {})
     assert [d.label for d in report.diagnoses] == ["overfitting"]
+
+
+def test_metric_swings_must_clear_the_range_and_the_sampling_noise() -> None:
+    falling_error = np.array([7.4, 5.0, 3.1, 2.0, 1.2, 0.80, 0.70, 0.78, 0.68, 0.74, 0.66])
+    assert metric_swings(falling_error, 0.1) >= 2          # 10% of a level near 1: jitter counts
+    assert metric_swings(falling_error, 0.1, of_range=0.05) == 0  # but it is 1-2% of the range
+    acc = np.array([0.60, 0.80, 0.64, 0.84, 0.68, 0.88, 0.70, 0.86])
+    assert metric_swings(acc, 0.1, floor=3 * (0.75 * 0.25 / 25) ** 0.5) == 0  # 25 examples: noise
+    assert metric_swings(acc, 0.1, floor=3 * (0.75 * 0.25 / 1000) ** 0.5) >= 5  # 1,000: real
+
+
+def _labels(path: Path) -> list[str]:
+    from advisor.advice.diagnosis import diagnose
+
+    report, _ = diagnose([path], {})
+    return [f.label for f in report.diagnoses]
+
+
+def test_a_reinforcement_learning_run_is_judged_on_its_reward() -> None:
+    """PPO's surrogate loss rises while the agent learns: not divergence (SB3, TensorBoard);
+    a GRPO reward that swings without trend is instability (TRL trainer_state.json)."""
+    ppo = _labels(REAL / "tbml" / "t_12_sb3-ppo-db-index")
+    assert "plateau" in ppo and "diverged" not in ppo
+    grpo = _labels(REAL / "hf" / "h_09_grpo-game-agent.json")
+    assert "unstable" in grpo and "healthy" not in grpo

@@ -162,3 +162,15 @@ def test_knowledge_cache_is_rebuilt_when_a_rule_file_changes(tmp_path, monkeypat
     os.utime(extra, (later, later))
     assert _load(root).rule("X001").message == "went up {val_rise:.0%}"
     assert len(list((tmp_path / "cache" / "advisor").glob("kb-diagnose-*.pickle"))) == 1
+
+
+def test_a_message_part_in_double_brackets_needs_all_its_facts() -> None:
+    from advisor.engine.engine import render_message
+
+    template = "Unstable:[[ {val_spikes} validation spikes,]][[ the {swings_of} reversed {metric_swings} times,]] over {n} epochs."
+    assert render_message(template, {"val_spikes": 3, "swings_of": "reward", "metric_swings": 9, "n": 50}) == \
+        "Unstable: 3 validation spikes, the reward reversed 9 times, over 50 epochs."
+    assert render_message(template, {"val_spikes": None, "swings_of": "reward", "metric_swings": 9, "n": 50}) == \
+        "Unstable: the reward reversed 9 times, over 50 epochs."
+    assert render_message(template, {"val_spikes": 0, "swings_of": None, "metric_swings": 9, "n": 5}) == \
+        "Unstable: 0 validation spikes, over 5 epochs."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 import string
 from typing import Any
 
@@ -61,6 +62,18 @@ class _Template(string.Formatter):
 
 
 _TEMPLATE = _Template()
+_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.S)
+
+
+def render_message(template: str, facts: dict[str, Any]) -> str:
+    """A message template filled from the facts. A part written [[ ... ]] is kept only when
+    every fact it names is known, so one message can speak of whichever curves the run has."""
+    def part(match: re.Match) -> str:
+        names = [field for _, field, _, _ in _TEMPLATE.parse(match.group(1)) if field]
+        known = all(facts.get(name.split(".")[0].split("[")[0]) is not None for name in names)
+        return match.group(1) if known else ""
+
+    return _TEMPLATE.vformat(_OPTIONAL.sub(part, template), (), facts)
 
 
 def evaluate(kb: KnowledgeBase, given: dict[str, Any], scope: str = "run",
@@ -104,7 +117,7 @@ def _finding(kb: KnowledgeBase, rule: Rule, facts: dict[str, Any]) -> Finding:
                 for n in quoted if facts.get(n) is not None]
     return Finding(
         code=rule.code, name=rule.name, kind=rule.kind, label=rule.label, severity=rule.severity,
-        tier=rule.tier, message=_TEMPLATE.vformat(rule.message, (), facts),
-        advice=_TEMPLATE.vformat(rule.advice, (), facts), tune=list(rule.tune),
+        tier=rule.tier, message=render_message(rule.message, facts),
+        advice=render_message(rule.advice, facts), tune=list(rule.tune),
         evidence=evidence, source=rule.source,
     )

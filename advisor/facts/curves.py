@@ -126,15 +126,16 @@ def recovered_bump(x: np.ndarray, recovery: float, min_jump: float) -> float | N
     return largest
 
 
-def metric_swings(m: np.ndarray, relative: float) -> int:
+def metric_swings(m: np.ndarray, relative: float, of_range: float = 0.0, floor: float = 0.0) -> int:
     """Reversals of the validation metric between neighbouring evaluations: a move of at least
-    `relative` of the metric's typical level, straight back by as much."""
+    `relative` of the metric's typical level, `of_range` of its range over the run and `floor`
+    (the sampling noise of a small validation set), straight back by as much."""
     m = m[np.isfinite(m)]
     if len(m) < 4:
         return 0
     level = float(np.median(np.abs(m))) or 1.0
     d = np.diff(m)
-    big = np.abs(d) >= relative * level
+    big = (np.abs(d) >= relative * level) & (np.abs(d) >= of_range * np.ptp(m)) & (np.abs(d) >= floor)
     return int(np.sum(big[:-1] & big[1:] & (np.sign(d[:-1]) != np.sign(d[1:]))))
 
 
@@ -166,6 +167,13 @@ def _metric_resolution(m: np.ndarray) -> float | None:
     return float(np.diff(values).min())
 
 
+def _is_reward(name: str) -> bool:
+    """A reinforcement-learning return: what the agent learns to raise (its losses are surrogates)."""
+    from advisor.ingest.roles import normalize
+
+    return bool(re.search(r"(^|_)(rew|reward|rewards|return|returns|ep_rew_mean)(_|$)", normalize(name)))
+
+
 def _is_accuracy(metric: str) -> bool:
     from advisor.ingest.roles import normalize
 
@@ -191,7 +199,11 @@ def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, 
     f["train_bump"] = _r(recovered_bump(_smooth(train, 3), a["bump_recovery"], jump))
     f["val_bump"] = _r(recovered_bump(_smooth(val, 3), a["bump_recovery"], jump))
     if len(metric) >= 4:
-        f["metric_swings"] = metric_swings(metric, a["metric_swing_relative"])
+        # an accuracy on n examples moves by sqrt(p(1-p)/n) from sampling alone: a swing must
+        # stand well above that to be the run's instability rather than the set's smallness
+        n_val, p = f.get("val_set_size_estimate"), float(np.median(metric))
+        floor = a["swing_sampling_z"] * math.sqrt(p * (1 - p) / n_val) if n_val and 0 < p < 1 else 0.0
+        f["metric_swings"] = metric_swings(metric, a["metric_swing_relative"], a["metric_swing_of_range"], floor)
         sign = 1.0 if higher_is_better else -1.0
         sm = _smooth(sign * metric, 3)
         best = float(np.max(sm))
@@ -204,13 +216,16 @@ def _stability_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, 
 
 
 def _end_facts(f: dict[str, Any], a: dict[str, float], train: np.ndarray, val: np.ndarray,
-               metric: np.ndarray, higher_is_better: bool | None, l0: float | None) -> None:
+               metric: np.ndarray, higher_is_better: bool | None, l0: float | None,
+               reward: np.ndarray) -> None:
     """How the run ends, judged on the curve a practitioner reads: the validation loss, else the
-    validation metric, else the training loss."""
+    validation metric, else the reward of a reinforcement-learning run, else the training loss."""
     if len(val) >= 5:
         curve, name = val, "val_loss"
     elif len(metric) >= 5:
         curve, name = (-metric if higher_is_better else metric), "val_metric"
+    elif len(reward) >= 5:
+        curve, name = -reward, "reward"
     else:
         curve, name = train, "train_loss"
     if len(curve) < 5:
@@ -240,6 +255,11 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
     f["has_val_metric"] = metric is not None and bool(np.isfinite(metric).any())
     f["has_validation"] = f["has_val_loss"] or f["has_val_metric"]
     f["metric_higher_is_better"] = run.higher_is_better if f["has_val_metric"] else None
+    f["reward_logged"] = bool(run.columns.get("train_metric") and _is_reward(run.columns["train_metric"])
+                              and train_metric is not None and np.isfinite(train_metric).any())
+    # A reinforcement-learning run is judged on its reward: its policy and value losses are
+    # surrogates that may rise while the agent improves (they are not read as a loss curve).
+    loss_judged = f["has_train_loss"] and not f["reward_logged"]
     if n == 0:
         return f
     labels = run.epochs.index.to_numpy()
@@ -264,7 +284,7 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
         keep = np.isfinite(x)
         return x[keep], labels[:cut][keep]
 
-    curve_all = train if f["has_train_loss"] else val
+    curve_all = train if loss_judged else val
     finite_all = curve_all[np.isfinite(curve_all)] if curve_all is not None else np.array([])
     c, _ = before_cut(curve_all)
     m = len(c)
@@ -344,9 +364,14 @@ def run_facts(run: RunLog, a: dict[str, float]) -> dict[str, Any]:
     if train_metric is not None and np.isfinite(train_metric).any():
         f["best_train_metric"] = _r(float(np.nanmax(train_metric[np.isfinite(train_metric)])))
     f["metric_is_accuracy"] = bool(run.metric and run.higher_is_better and _is_accuracy(run.metric))
-    tr = before_cut(train)[0] if f["has_train_loss"] else np.array([])
-    _stability_facts(f, a, tr, vv, mm, run.higher_is_better)
-    _end_facts(f, a, tr, vv, mm, run.higher_is_better, l0)
+    tr = before_cut(train)[0] if loss_judged else np.array([])
+    rw = before_cut(train_metric)[0] if f["reward_logged"] else np.array([])
+    # without a validation metric, a reward's swings are the metric swings (higher is better)
+    swinging, higher = (mm, run.higher_is_better) if len(mm) or not len(rw) else (rw, True)
+    if len(swinging) >= 4:
+        f["swings_of"] = "validation metric" if swinging is mm else "reward"
+    _stability_facts(f, a, tr, vv, swinging, higher)
+    _end_facts(f, a, tr, vv, mm, run.higher_is_better, l0, rw)
 
     # --- learning-rate schedule -----------------------------------------------------------
     lr = run.step_series("lr")
