@@ -329,6 +329,36 @@ def peer_suggestions(lrs: Sequence[float], losses: Sequence[float],
     return out
 
 
+def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several range tests of the same sweep folded into one curve: the geometric mean of their
+    raw losses (the arithmetic mean where a loss is not positive), step by step, up to the end
+    of the shortest finite one. Averaging the curves before reading them cuts the seed noise
+    that reading each one and averaging the answers keeps."""
+    parts = [finite_prefix(lrs, losses) for lrs, losses in curves]
+    n = min(len(x) for x, _ in parts)
+    x = parts[0][0][:n]
+    ys = np.stack([y[:n] for _, y in parts])
+    if n and np.all(ys > 0):
+        return x, np.exp(np.log(ys).mean(0))
+    return x, ys.mean(0)
+
+
+def _kept_estimators(est: dict, weights: dict, outlier_decades: float) -> dict[str, float]:
+    """log10 of the weighted estimators, less those further than `outlier_decades` from their median."""
+    logs = {k: math.log10(v) for k, v in est.items() if v and v > 0 and weights.get(k, 0) > 0}
+    if not logs:
+        return {}
+    median = float(np.median(list(logs.values())))
+    return {k: v for k, v in logs.items() if abs(v - median) <= outlier_decades} or logs
+
+
+def combine_estimators(est: dict, weights: dict, outlier_decades: float = 1.5) -> float:
+    """log10 of the weighted geometric mean of the estimators' LRs (outliers left out); NaN if none."""
+    kept = _kept_estimators(est, weights, outlier_decades)
+    total = sum(weights[k] for k in kept)
+    return sum(weights[k] * v for k, v in kept.items()) / total if total else float("nan")
+
+
 def _label(confidence: float, cfg: ConfidenceSettings) -> str:
     if confidence >= cfg.labels.high:
         return "high"
@@ -408,11 +438,9 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
         "converging": largest_converging(x, z, sg.converging_divisor, sg.converging_tolerance),
     }
     weights = sg.weights.model_dump()
-    logs = {k: math.log10(v) for k, v in est.items() if v and v > 0 and weights[k] > 0}
-    median = float(np.median(list(logs.values())))
-    kept = {k: v for k, v in logs.items() if abs(v - median) <= sg.outlier_decades} or logs
+    kept = _kept_estimators(est, weights, sg.outlier_decades)
     total = sum(weights[k] for k in kept)
-    centre = sum(weights[k] * v for k, v in kept.items()) / total
+    centre = combine_estimators(est, weights, sg.outlier_decades)
     spread = float(np.sqrt(sum(weights[k] * (v - centre) ** 2 for k, v in kept.items()) / total))
     lr = 10 ** centre
     cc = cfg.confidence
