@@ -60,6 +60,17 @@ def toy_objective(hp: dict, report) -> float:
     return score
 
 
+def _settings(obj) -> dict:
+    """The plain settings of a sampler or pruner (private attributes Optuna keeps its arguments in)."""
+    out = {}
+    for key, value in vars(obj).items():
+        if isinstance(value, (int, float, str, bool, type(None))):
+            out[key] = value
+        elif type(value).__module__.startswith("optuna.") and hasattr(value, "__dict__") and "rng" not in key:
+            out[key] = (type(value).__name__, _settings(value))
+    return out
+
+
 def load_module(path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -86,12 +97,20 @@ def test_optuna_script_runs_a_toy_objective(key: str, tmp_path) -> None:
     explore = optuna.load_study(study_name=plan.name, storage=store)
     trials = explore.get_trials(deepcopy=False)
     assert trials and all(t.state.is_finished() for t in trials)
-    # the sampler and pruner are the plan's
-    kind = {"QMCSampler": "QMCSampler", "TPESampler": "TPESampler"}.get(plan.sampler.type, "RandomSampler")
-    assert type(module.make_sampler()).__name__ == kind
-    pruner = {"none": "NopPruner", "median": "MedianPruner", "patient": "PatientPruner",
-              "hyperband": "HyperbandPruner"}[plan.pruner.type]
-    assert type(module.make_pruner()).__name__ == pruner
+    # the sampler and pruner are the ones `advisor search` builds for the same plan (one definition)
+    from advisor.act.search.space import make_pruner, make_sampler
+    from advisor.emit.space import to_space
+
+    space = to_space(plan)
+    ours = make_sampler(space, module.SEED, plan.budget.workers, 0, plan.n_configs)
+    theirs = module.make_sampler()
+    assert type(theirs) is type(ours)
+    assert _settings(theirs) == _settings(ours)
+    pruner = make_pruner(space, module.EPOCHS)
+    assert type(module.make_pruner()) is type(pruner) and _settings(module.make_pruner()) == _settings(pruner)
+    expected = {"none": "NopPruner", "median": "MedianPruner", "patient": "PatientPruner",
+                "hyperband": "HyperbandPruner"}[plan.pruner.type]
+    assert type(pruner).__name__ == expected
     # the baseline is trial 0, exactly
     if plan.baseline:
         hp0 = trials[0].user_attrs["hp"]

@@ -326,7 +326,9 @@ def test_stop_rule_ends_a_search_that_no_longer_improves(cli, tmp_path, monkeypa
             "--top-k", "0")
     assert r.code == 0, r.err
     doc = one_json(r.out)
-    assert doc["stopped_by"] == "stale" and doc["trials"]["total"] == 5
+    # the stale explore phase moves on to refine, whose stop rule ends the search: 5 trials each
+    assert doc["stopped_by"] == "stale" and doc["trials"]["total"] == 10
+    assert [(ph["name"], ph["trials"]) for ph in doc["phases"]] == [("explore", 5), ("refine", 5)]
 
 
 # --------------------------------------------------------------------------- reliability

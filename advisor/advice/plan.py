@@ -862,6 +862,13 @@ def _sampler(strategy: str, n: int, workers: int, quasi: bool) -> SamplerPlan:
         "constant_liar": workers > 1, "seed": seed})
 
 
+def refine_top(n_explore: int) -> int:
+    """How many of the best explore configurations the refine phase narrows the ranges around."""
+    ph = tables()["budget"]["phases"]
+    share = max(int(ph["refine_top_min"]), math.ceil(n_explore * float(ph["refine_top_share"])))
+    return min(int(ph["refine_top"]), share)
+
+
 def _phases(strategy: str, n: int, top_k: int, seeds: int, trial_hours: float, share: float,
             sampler: SamplerPlan, grid: list[dict[str, Any]] | None, params: list[PlanParam]) -> list[Phase]:
     ph = tables()["budget"]["phases"]
@@ -885,8 +892,9 @@ def _phases(strategy: str, n: int, top_k: int, seeds: int, trial_hours: float, s
                             gpu_hours=sig(explore * trial_hours * share)))
         if refine:
             phases.append(Phase(name="refine", configs=refine, seeds=1, sampler=label,
-                                description=f"narrowed around the best {ph['refine_top']} configurations "
-                                            f"(log ranges widened {ph['refine_widen']:g}x beyond them)",
+                                description=f"narrowed around the best {refine_top(explore)} explore "
+                                            f"configurations (log ranges widened {ph['refine_widen']:g}x beyond "
+                                            "them; categorical values only among theirs)",
                                 gpu_hours=sig(refine * trial_hours * share)))
     if top_k:
         phases.append(Phase(name="final", configs=top_k, seeds=seeds, sampler="the finalists",

@@ -75,7 +75,10 @@ def search(
     current: Optional[List[str]] = typer.Option(None, "--current", help="Your current configuration, run first as "
                                                 "the baseline: lr=1e-3,bs=64."),
     trials: Optional[int] = typer.Option(None, "--trials", help="Trial budget, baseline included; holds across "
-                                         "--resume (default: the plan's)."),
+                                         "--resume (default: the plan's). The stop rule may end the search "
+                                         "earlier (--no-stop-rule)."),
+    no_stop_rule: bool = typer.Option(False, "--no-stop-rule", help="Run every trial of the budget: no stop rule "
+                                      "(the best not improving for N trials of a phase)."),
     timeout: Optional[str] = typer.Option(None, "--timeout", help="Stop starting trials after this long: 30m, 2h "
                                           "(this run; --resume goes on)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="sqlite:///file.db (default sqlite:///advisor-"
@@ -113,7 +116,8 @@ def search(
         current=parse_assignments(current, "--current"), trials=trials,
         timeout_s=parse_hours(timeout, "--timeout") * 3600 if timeout is not None else None,
         storage=storage, study=study, resume=resume, workers=workers, device=device, seed=seed,
-        top_k=top_k, direction=direction.lower() if direction else None, sanity=sanity)
+        top_k=top_k, direction=direction.lower() if direction else None, sanity=sanity,
+        stop_rule=not no_stop_rule)
     execute(req, json_)
 
 

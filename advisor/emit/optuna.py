@@ -10,7 +10,7 @@ from __future__ import annotations
 import pprint
 from string import Template
 
-from advisor.advice.plan import Plan, tables
+from advisor.advice.plan import Plan, refine_top, tables
 from advisor.emit import reason_codes, search_space, summary
 
 
@@ -19,41 +19,46 @@ def _lit(value: object, indent: int = 0) -> str:
     return text.replace("\n", "\n" + " " * indent) if indent else text
 
 
+def spec_code(module: str, kind: str, args: dict, indent: int = 4) -> str:
+    """An Optuna constructor call from a (class name, arguments) spec of advisor.act.search.space
+    -- the very definitions `advisor search` builds its sampler and pruner from -- every argument
+    spelled out; `seed` as the script's SEED (plus the spec's offset)."""
+    pad = " " * (indent + 4)
+    parts = []
+    for key, value in args.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+            sub = "samplers" if value[0].endswith("Sampler") else "pruners"
+            parts.append(f"{key}={spec_code(sub, value[0], value[1], indent + 4)}")
+        elif key == "seed":
+            parts.append("seed=SEED" + (f" + {int(value)}" if value else ""))
+        elif key == "search_space":
+            parts.append(f"search_space={_lit(value, indent + 4)}")
+        else:
+            parts.append(f"{key}={value!r}")
+    if not parts:
+        return f"optuna.{module}.{kind}()"
+    return f"optuna.{module}.{kind}(\n{pad}" + f",\n{pad}".join(parts) + f",\n{' ' * indent})"
+
+
+def strategy_specs(plan: Plan) -> tuple[tuple[str, dict], tuple[str, dict]]:
+    """(sampler spec, pruner spec) of the plan, as `advisor search` makes them (seed 0: offsets)."""
+    from advisor.act.search.space import pruner_spec, sampler_spec
+    from advisor.emit.space import to_space
+
+    space = to_space(plan)
+    epochs = plan.budget.epochs or int(tables()["budget"]["pruner"]["assumed_epochs"])
+    return (sampler_spec(space, 0, plan.budget.workers, 0, max(1, plan.n_configs)),
+            pruner_spec(space, epochs))
+
+
 def _sampler_code(plan: Plan) -> str:
-    args = plan.sampler.args
-    if plan.sampler.type == "QMCSampler":
-        return ('optuna.samplers.QMCSampler(\n'
-                f'        qmc_type={args["qmc_type"]!r}, scramble={args["scramble"]!r}, seed=SEED,\n'
-                '        # categorical and conditional parameters: plain random sampling\n'
-                '        independent_sampler=optuna.samplers.RandomSampler(seed=SEED),\n'
-                '        warn_independent_sampling=False,\n'
-                '    )')
-    if plan.sampler.type == "TPESampler":
-        return ('optuna.samplers.TPESampler(\n'
-                f'        n_startup_trials={args["n_startup_trials"]}, n_ei_candidates=24,\n'
-                '        multivariate=True, group=True,  # model parameters jointly; conditional spaces\n'
-                f'        constant_liar={args["constant_liar"]!r},  # parallel workers do not sample the same point\n'
-                '        seed=SEED,\n'
-                '    )')
-    # random without QMC, and grid / manual sweeps, whose configurations are all enqueued
-    return "optuna.samplers.RandomSampler(seed=SEED)"
+    (kind, args), _ = strategy_specs(plan)
+    return spec_code("samplers", kind, args)
 
 
 def _pruner_code(plan: Plan) -> str:
-    p = plan.pruner
-    median = (f'optuna.pruners.MedianPruner(\n'
-              f'        n_startup_trials={p.n_startup_trials}, n_warmup_steps={p.n_warmup_steps}, '
-              f'interval_steps={p.interval_steps}, n_min_trials=1,\n    )')
-    if p.type == "median":
-        return median
-    if p.type == "patient":
-        return (f'optuna.pruners.PatientPruner(\n        {median.replace(chr(10), chr(10) + "    ")},\n'
-                f'        patience={p.patience}, min_delta=0.0,\n    )')
-    if p.type == "hyperband":
-        return (f'optuna.pruners.HyperbandPruner(\n'
-                f'        min_resource={p.min_resource}, max_resource={p.max_resource}, '
-                f'reduction_factor={p.reduction_factor}, bootstrap_count=0,\n    )')
-    return "optuna.pruners.NopPruner()"
+    _, (kind, args) = strategy_specs(plan)
+    return spec_code("pruners", kind, args)
 
 
 def render(plan: Plan, filename: str = "search.py") -> str:
@@ -90,7 +95,7 @@ def render(plan: Plan, filename: str = "search.py") -> str:
         n_refine=n_refine,
         top_k=plan.top_k,
         seeds_final=plan.seeds_final if plan.top_k else 0,
-        refine_top=bt["phases"]["refine_top"],
+        refine_top=refine_top(n_explore),
         refine_widen=float(bt["phases"]["refine_widen"]),
         stop_min_gain=stop["min_gain_per_trial"],
         stop_stale=stop["stale_trials"] if plan.strategy in ("random", "bayesian") else 0,

@@ -58,12 +58,12 @@ def render(plan: Plan, filename: str = "ray_search.py") -> str:
     if plan.baseline:
         points = pprint.pformat([{"_config": plan.baseline} if gridded else plan.baseline], width=90)
     if bayesian:
-        args = plan.sampler.args
+        from advisor.emit.optuna import spec_code, strategy_specs
+
+        (kind, args), _ = strategy_specs(plan)  # the sampler `advisor search` builds, argument for argument
         search_alg = (
             "OptunaSearch(\n"
-            "        sampler=optuna.samplers.TPESampler(\n"
-            f"            n_startup_trials={args['n_startup_trials']}, n_ei_candidates=24, multivariate=True,\n"
-            f"            group=True, constant_liar={args['constant_liar']!r}, seed=SEED),\n"
+            f"        sampler={spec_code('samplers', kind, args, 8)},\n"
             "        points_to_evaluate=POINTS_TO_EVALUATE,\n"
             "    )")
         imports = ("from ray.tune.search.optuna import OptunaSearch\n\n"

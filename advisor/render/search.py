@@ -39,6 +39,28 @@ def _args(spec: dict[str, Any]) -> str:
     return f"{spec.get('type')}({', '.join(shown)})"
 
 
+def _stopped(reason: str, budget: dict[str, Any]) -> str:
+    rule = budget.get("stop_rule") or {}
+    return {
+        "budget": "every trial of the budget ran",
+        "stale": (f"the stop rule: the best improved by less than {rule.get('min_gain_per_trial', 0):.1%} per trial "
+                  f"over the last {rule.get('stale_trials')} trials; --no-stop-rule runs the whole budget"),
+        "grid": "every grid point ran",
+        "timeout": "the time limit (--timeout, or the plan's budget); --resume goes on",
+        "epochs": "the epoch budget",
+        "none": "interrupted before the budget was spent; --resume goes on",
+    }.get(reason, reason)
+
+
+def _range(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_range(x)}" for k, x in v.items())
+    if isinstance(v, list) and len(v) >= 2 and all(isinstance(x, (int, float)) for x in v[:2]) \
+            and not all(isinstance(x, int) for x in v):
+        return f"{v[0]:.3g}..{v[1]:.3g}" + (" or 0" if "or 0" in v else "")
+    return "[" + ", ".join(str(x) for x in v) + "]" if isinstance(v, list) else str(v)
+
+
 def render(report, console: Console) -> None:
     """The finished search: best, baseline, trial counts, epochs, the finalists, audit, notes."""
     r = report
@@ -49,7 +71,15 @@ def render(report, console: Console) -> None:
     console.print(f"[dim]pruner {escape(_args(r.pruner))}[/]")
     b = r.budget
     timeout = f", timeout {b['timeout_s']:.0f} s" if b.get("timeout_s") else ""
-    console.print(f"Budget {b['trials']} trials x {b['epochs']} epochs{timeout}; stopped by: [bold]{r.stopped_by}[/]")
+    console.print(f"Budget {b['trials']} trials x {b['epochs']} epochs{timeout}; stopped by: "
+                  f"[bold]{r.stopped_by}[/] ({escape(_stopped(r.stopped_by, b))})")
+    if r.phases:
+        console.print("Phases: " + " -> ".join(f"{ph['name']} {ph['trials']} trial(s), {ph['epochs']} epochs"
+                                               for ph in r.phases))
+    if r.refined:
+        ranges = "; ".join(f"{k} {_range(v)}" for k, v in r.refined["params"].items())
+        console.print(f"[dim]refine: around the best {r.refined.get('around')} explore configuration(s): "
+                      f"{escape(ranges)}[/]")
     c = r.trials
     parts = [f"{c['complete']} complete", f"{c['pruned']} pruned", f"{c['failed']} failed"]
     if c.get("interrupted"):

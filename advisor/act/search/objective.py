@@ -32,6 +32,9 @@ class SearchSpec(BaseModel):
     stop_stale: int = 0
     baseline: Optional[dict[str, Any]] = None
     fixed: dict[str, Any] = {}
+    # the search phases in order ({name: explore | refine | grid | manual, trials}); empty: one
+    # phase over every trial (a study made before phases)
+    phases: list[dict[str, Any]] = []
 
     def get_space(self) -> Space:
         return Space.model_validate(self.space)
@@ -176,8 +179,9 @@ class _TrialFailed(Exception):
     """Raised inside the objective so that Optuna marks the trial FAIL (its reason is recorded)."""
 
 
-def make_objective(runner: Runner, spec: SearchSpec, space: Space):
-    """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping."""
+def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Optional[str] = None):
+    """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping
+    (`phase`: the search phase the trial belongs to, kept in its user attributes)."""
     import optuna
 
     from advisor.act.task import _exit_call, _user_frame
@@ -188,6 +192,8 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space):
     def objective(trial) -> float:
         # the owner first: a trial whose process is killed from here on is known to be this one's
         trial.set_user_attr("worker", worker)
+        if phase is not None and not trial.user_attrs.get("final"):
+            trial.set_user_attr("phase", phase)
         try:
             return run_trial(trial)
         except KeyboardInterrupt:  # Ctrl-C anywhere in the trial, its sampling included

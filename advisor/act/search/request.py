@@ -8,6 +8,7 @@ from typing import Any, Optional
 from pydantic import BaseModel
 
 from advisor.act.search.objective import Runner, SearchSpec, _plain, budget_trials, stop_rules
+from advisor.act.search.phases import split_trials
 from advisor.act.search.run import _quiet_optuna, _spec_of, latest_study, load_spec, study_names
 from advisor.act.search.space import (
     _check_space, demo_space, plan_space, space_difference, space_from_file,
@@ -39,6 +40,7 @@ class Request(BaseModel):
     top_k: Optional[int] = None
     direction: Optional[str] = None
     sanity: bool = False
+    stop_rule: bool = True       # --no-stop-rule: False
 
 
 class Prepared(BaseModel):
@@ -130,8 +132,16 @@ def prepare(req: Request, settings=None) -> Prepared:
         if req.trials is not None and req.trials != spec.trials:
             notes.append(f"trial budget changed from {spec.trials} to {req.trials}")
             update["trials"] = req.trials
+            counts = {ph["name"]: ph["trials"] for ph in spec.phases}
+            if "explore" in counts:  # the same split between the phases, for the new budget
+                update["phases"] = split_trials(req.trials, counts["explore"], counts.get("refine", 0))
+            elif spec.phases:
+                update["phases"] = [{**spec.phases[0], "trials": req.trials}]
         if req.top_k is not None:
             update["top_k"] = req.top_k
+        if not req.stop_rule and spec.stop_stale:
+            update.update(stop_stale=0, stop_min_gain=0.0)
+            notes.append("--no-stop-rule: the stop rule is off for the rest of the search")
         spec = spec.model_copy(update=update)
         runner = Runner(task, settings=settings)
         return Prepared(spec=spec, url=url, study=name, storage=storage, runner=runner, resume=True,
@@ -216,13 +226,22 @@ def prepare(req: Request, settings=None) -> Prepared:
     if baseline and "optimizer" not in baseline and "optimizer" in space.params and fixed.get("optimizer"):
         baseline["optimizer"] = fixed.pop("optimizer")
     trials = budget_trials(space, baseline or None, req.trials)
-    gain, stale = stop_rules(space)
+    if space.strategy in ("random", "bayesian"):
+        planned = (getattr(space, "model_extra", None) or {}).get("phases") or {}
+        phases = split_trials(trials, planned.get("explore"), planned.get("refine"))
+    else:
+        phases = [{"name": space.strategy, "trials": trials}]
+    gain, stale = stop_rules(space) if req.stop_rule else (0.0, 0)
+    if req.trials is not None and stale:
+        notes.append(f"--trials {req.trials}: the stop rule may end the search earlier (when the best improves by "
+                     f"less than {gain:.1%} per trial over {stale} trials of a phase); --no-stop-rule runs all "
+                     f"{req.trials}")
     top_k = req.top_k if req.top_k is not None else space.top_k
     seeds_final = space.seeds_final if space.seeds_final > 1 else settings.final.seeds
     spec = SearchSpec(task=task, space=_plain(space.to_yaml_dict()), trials=trials, epochs=int(epochs), seed=req.seed,
                       top_k=top_k, seeds_final=seeds_final, direction=direction, metric=metric_name,
                       workers=req.workers, stop_min_gain=gain, stop_stale=stale, baseline=_plain(baseline) or None,
-                      fixed=_plain(fixed))
+                      fixed=_plain(fixed), phases=phases)
     if space.seeds > 1:
         notes.append(f"the plan asks for {space.seeds} seeds per configuration while exploring; advisor search "
                      "runs one and re-runs only the finalists with seeds")

@@ -15,6 +15,9 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel
 
 from advisor.act.search.constants import FINALISTS_ATTR, SCHEMA, SPEC_ATTR, STOP_ATTR
+from advisor.act.search.phases import (
+    PHASE_ATTR, REFINE_ATTR, describe, narrow, refine_sampler, refine_top, stored_refine,
+)
 from advisor.act.search.objective import (
     Runner, SearchSpec, _TrialFailed, _plain, _worker_id, make_objective,
 )
@@ -89,6 +92,9 @@ class SearchReport(BaseModel):
     failures: list[dict[str, Any]]
     seconds: float
     notes: list[str]
+    # the phases in the order they ran: [{name (explore|refine|grid|manual|final), trials, epochs}]
+    phases: list[dict[str, Any]] = []
+    refined: Optional[dict[str, Any]] = None  # the refine phase's narrowed ranges (and around how many)
 
 
 def _spec_of(study) -> Optional[SearchSpec]:
@@ -153,6 +159,7 @@ class Search:
         self.runner = runner or Runner(spec.task, device)
         self.epoch_budget = epoch_budget
         self.stopped_by = "none"
+        self.refine = None  # (narrowed space, categorical values kept) once the refine phase starts
         self.began = time.monotonic()
 
     # ----------------------------------------------------------------- create / load
@@ -215,36 +222,116 @@ class Search:
     # ----------------------------------------------------------------- the search phase
 
     def run_search(self, study) -> str:
-        """Run search trials until the budget, the stop rules, the grid or the timeout says stop."""
-        import optuna
-
-        TS = _states()
-        stored = study.user_attrs.get(STOP_ATTR)
+        """Run the search phases (explore, refine; or the grid) until the budget, the stop rule,
+        the grid or the timeout says stop; a resumed search continues in the phase it was in."""
         trials = study.get_trials(deepcopy=False)
         done = done_search(trials)
+        stored = study.user_attrs.get(STOP_ATTR)
         if stored in ("grid", "stale", "epochs") or (stored == "budget" and done >= self.spec.trials):
             self.stopped_by = stored
             return stored
-        if done >= self.spec.trials:
-            self._mark_stopped(study, "budget")
+        phases = self.phases()
+        names = [ph["name"] for ph in phases]
+        # where to start: the first phase whose trials are not all done (a resume with a larger
+        # budget goes back from the final phase), never before one the stop rule ended
+        ends = [sum(int(ph["trials"]) for ph in phases[:i + 1]) for i in range(len(phases))]
+        start = next((i for i, end in enumerate(ends) if done < end), len(phases))
+        current = str(study.user_attrs.get(PHASE_ATTR) or "")
+        name, _, ended = current.partition(":")  # "explore:stale": the stop rule ended that phase
+        if name in names:
+            start = max(start, names.index(name) + (1 if ended else 0))
+        target, reason = 0, "none"
+        for i, ph in enumerate(phases):
+            target += int(ph["trials"])
+            if i < start:
+                continue
+            last = i == len(phases) - 1
+            space = self._enter(study, ph["name"])
+            reason = self._run_phase(study, ph["name"], space, target, last)
+            if reason in ("budget", "moved") or (reason == "stale" and not last):
+                continue
+            break
+        self.stopped_by = reason
+        return reason
+
+    def phases(self) -> list[dict]:
+        """The search phases of the spec ({name, trials}); a study made before phases: one."""
+        if self.spec.phases:
+            return [dict(ph) for ph in self.spec.phases]
+        return [{"name": self.space.strategy if _gridded(self.space) else "explore", "trials": self.spec.trials}]
+
+    def _enter(self, study, name: str):
+        """Set the study's phase; the refine phase's narrowed space is decided once, by the first
+        process to get there, and read back by every other. Returns the phase's space."""
+        if study.user_attrs.get(PHASE_ATTR) != name:
+            with contextlib.suppress(Exception):
+                study.set_user_attr(PHASE_ATTR, name)
+        if name != "refine":
+            return self.space
+        stored = stored_refine(study)
+        if stored is None:
+            best = self._best_explore(study)
+            narrowed, keep = narrow(self.space, best, float(_phase_table()["refine_widen"]))
+            if not best:
+                self.notes.append("no explore trial finished: the refine phase searches the full ranges")
+            with contextlib.suppress(Exception):
+                study.set_user_attr(REFINE_ATTR, {"space": _plain(narrowed.to_yaml_dict()), "keep": _plain(keep),
+                                                  "around": len(best)})
+            stored = stored_refine(study) or (narrowed, keep)
+        self.refine = stored
+        return stored[0]
+
+    def _best_explore(self, study) -> list[dict[str, Any]]:
+        TS = _states()
+        sign = 1.0 if self.spec.direction == "maximize" else -1.0
+        done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+                if not is_final(t) and t.user_attrs.get("phase", "explore") == "explore"
+                and t.value is not None and math.isfinite(t.value)]
+        explored = sum(1 for t in study.get_trials(deepcopy=False) if not is_final(t)
+                       and t.user_attrs.get("phase", "explore") == "explore")
+        done.sort(key=lambda t: (-sign * t.value, t.number))
+        return [_searched(t, self.space) for t in done[:refine_top(explored)]]
+
+    def _phase_sampler(self, name: str):
+        if name != "refine" or self.refine is None:
+            return self._sampler()
+        space, keep = self.refine
+        offset = 1 + int(_phase_table().get("refine_seed_offset", 1000))
+        base = make_sampler(space, self.spec.seed + offset, self.spec.workers, self.index, self.spec.trials)
+        return refine_sampler(base, space, keep, self.spec.seed + offset + self.index)
+
+    def _run_phase(self, study, name: str, space, target: int, last: bool) -> str:
+        """Run one phase's trials until the search holds `target` trials (or a stop)."""
+        import optuna
+
+        TS = _states()
+        trials = study.get_trials(deepcopy=False)
+        done = done_search(trials)
+        if done >= target:
+            if last:
+                self._mark_stopped(study, "budget")
             return "budget"
         c = counts(trials)
         excluded = c["interrupted"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
                                           and t.state != TS.RUNNING)
         counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
         state = {"stale": False, "aborted": None, "epochs": False}
-        callbacks = [optuna.study.MaxTrialsCallback(self.spec.trials + excluded, states=counted),
-                     self._stop_rule(state), self._abort_rule(state), self._progress_callback("search")]
+        callbacks = [optuna.study.MaxTrialsCallback(target + excluded, states=counted),
+                     self._stop_rule(state, name, last), self._abort_rule(state), self._progress_callback("search")]
         if self.epoch_budget:
             callbacks.append(self._epoch_rule(state))
         timeout = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - self.began))
         if timeout is not None and timeout <= 0:
-            self.stopped_by = "timeout"
             return "timeout"
+        if name == "refine":
+            with _quiet_optuna():
+                study = optuna.load_study(study_name=self.name, storage=self.storage,
+                                          sampler=self._phase_sampler(name),
+                                          pruner=make_pruner(self.space, self.spec.epochs))
         self._emit("search", study)
-        objective = make_objective(self.runner, self.spec, self.space)
+        objective = make_objective(self.runner, self.spec, space, phase=name)
         with _quiet_optuna(), working(study, self.storage):
-            study.optimize(objective, n_trials=self.spec.trials - done, timeout=timeout, callbacks=callbacks,
+            study.optimize(objective, n_trials=target - done, timeout=timeout, callbacks=callbacks,
                            catch=(_TrialFailed,), gc_after_trial=False, show_progress_bar=False)
         if state["aborted"]:
             raise InputError(state["aborted"])
@@ -254,17 +341,18 @@ class Search:
             reason = "stale"
         elif state["epochs"]:
             reason = "epochs"
-        elif done_search(trials) >= self.spec.trials:
+        elif done_search(trials) >= target:
             reason = "budget"
         elif _gridded(self.space) and self._grid_exhausted(trials):
             reason = "grid"
         elif self.timeout is not None and elapsed >= self.timeout - 0.5:
             reason = "timeout"
+        elif not last and study.user_attrs.get(PHASE_ATTR) != name:
+            reason = "moved"  # another worker's stop rule ended this phase
         else:
             reason = "none"
-        if reason in ("budget", "grid", "stale", "epochs"):
+        if reason in ("grid", "epochs") or (last and reason in ("budget", "stale")):
             self._mark_stopped(study, reason)
-        self.stopped_by = reason
         return reason
 
     def _grid_exhausted(self, trials) -> bool:
@@ -280,10 +368,11 @@ class Search:
         with contextlib.suppress(Exception):
             study.set_user_attr(STOP_ATTR, reason)
 
-    def _stop_rule(self, state):
-        """The plan's stop rules: the best value improved by less than `min_gain` (relative) per
-        trial over the last `window` complete trials (the same best for `window` trials is the
-        case of no gain)."""
+    def _stop_rule(self, state, phase: str = "explore", last: bool = True):
+        """The plan's stop rules, within a phase: the best value improved by less than `min_gain`
+        (relative) per trial over the last `window` complete trials of the phase (the same best for
+        `window` trials is the case of no gain). It ends the phase: explore goes on to refine, the
+        last phase ends the search."""
         TS = _states()
         window, min_gain = self.spec.stop_stale, self.spec.stop_min_gain
         sign = 1.0 if self.spec.direction == "maximize" else -1.0
@@ -291,11 +380,15 @@ class Search:
         def callback(study, trial) -> None:
             if not window:
                 return
-            if study.user_attrs.get(STOP_ATTR) == "stale":  # another worker decided
+            if last and study.user_attrs.get(STOP_ATTR) == "stale":  # another worker decided
                 state["stale"] = True
                 study.stop()
                 return
-            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,)) if not is_final(t)]
+            if study.user_attrs.get(PHASE_ATTR, phase) != phase:  # another worker moved on
+                study.stop()
+                return
+            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,)) if not is_final(t)
+                    and t.user_attrs.get("phase", "explore" if phase != "grid" else phase) == phase]
             if len(done) <= window:
                 return
             values = [sign * t.value for t in sorted(done, key=lambda t: t.number)]
@@ -303,7 +396,11 @@ class Search:
             gain = (now - before) / max(abs(before), 1e-12) / window
             if gain < min_gain:
                 state["stale"] = True
-                self._mark_stopped(study, "stale")
+                if last:
+                    self._mark_stopped(study, "stale")
+                else:  # the other workers move on too
+                    with contextlib.suppress(Exception):
+                        study.set_user_attr(PHASE_ATTR, f"{phase}:stale")
                 study.stop()
 
         return callback
@@ -434,6 +531,9 @@ class Search:
         chosen = self.finalists(study)
         if not chosen:
             return []
+        with contextlib.suppress(Exception):
+            if study.user_attrs.get(PHASE_ATTR) != "final":
+                study.set_user_attr(PHASE_ATTR, "final")
         TS = _states()
         seeds = [self.spec.seed + 1 + s for s in range(self.spec.seeds_final)]
         have = set()
@@ -489,13 +589,43 @@ class Search:
             sampler={"type": s_kind, "args": _plain(_nested_spec(s_args))},
             pruner={"type": p_kind, "args": _plain(_nested_spec(p_args))},
             budget={"trials": self.spec.trials, "timeout_s": self.timeout, "epochs": self.spec.epochs,
-                    "top_k": self.spec.top_k, "seeds_final": self.spec.seeds_final},
+                    "top_k": self.spec.top_k, "seeds_final": self.spec.seeds_final,
+                    "stop_rule": ({"min_gain_per_trial": self.spec.stop_min_gain,
+                                   "stale_trials": self.spec.stop_stale} if self.spec.stop_stale else None)},
             stopped_by=self.stopped_by,
             best=_ref(best_t, self.space), baseline=_ref(base_t, self.space),
             trials=counts(trials), final=finals, audit=audit,
             epochs_used=e_search + e_final, epochs_search=e_search, epochs_final=e_final,
             epochs_saved_by_pruning=saved, failures=failures[:10], seconds=round(seconds, 2),
-            notes=self.notes)
+            notes=self.notes, phases=self._phase_report(trials), refined=self._refined(study))
+
+    def _phase_report(self, trials) -> list[dict[str, Any]]:
+        """{name, trials, epochs} per phase that ran, in order: the search phases, then final."""
+        TS = _states()
+        first = self.phases()[0]["name"]
+        order = [ph["name"] for ph in self.phases()] + ["final"]
+        rows = {name: {"name": name, "trials": 0, "epochs": 0} for name in order}
+        for t in trials:
+            if t.user_attrs.get("interrupted") or t.state in (TS.WAITING, TS.RUNNING):
+                continue
+            name = "final" if is_final(t) else t.user_attrs.get("phase", first)
+            row = rows.setdefault(name, {"name": name, "trials": 0, "epochs": 0})
+            row["trials"] += 1
+            row["epochs"] += trial_epochs(t)
+        return [rows[n] for n in rows if rows[n]["trials"]]
+
+    def _refined(self, study) -> Optional[dict[str, Any]]:
+        stored = stored_refine(study)
+        if stored is None:
+            return None
+        raw = study.user_attrs.get(REFINE_ATTR) or {}
+        return {"around": raw.get("around"), "params": describe(*stored)}
+
+
+def _phase_table() -> dict[str, Any]:
+    from advisor.advice.plan import tables
+
+    return tables()["budget"]["phases"]
 
 
 def _dead(t) -> bool:
