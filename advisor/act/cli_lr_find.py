@@ -53,7 +53,15 @@ def lr_find(
     iters: Optional[int] = typer.Option(None, "--iters", help="Steps of the sweep, one LR each (default 100)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first run; repeats use seed+1, seed+2 ..."),
-    repeats: int = typer.Option(1, "--repeats", help="Run the test N times with other seeds; report the spread."),
+    repeats: Optional[int] = typer.Option(None, "--repeats",
+                                          help="Range tests with seeds seed, seed+1 ...; the suggestion is read off "
+                                          "their mean curve (default: rules/lr_find.yaml, 3)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs",
+                                         help="Planned training length: the suggestion is lowered for a run longer "
+                                         "than the test (default: the task's own `epochs`, if it has one)."),
+    method: str = typer.Option("range", "--method",
+                               help="range (the range test) or sweep (successive halving of a few LRs around its "
+                               "answer; needs --epochs or the task's epochs)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Passed to build(hp) as hp['batch_size']."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the curve and the suggestion to this PNG."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --plot file."),
@@ -67,8 +75,13 @@ def lr_find(
     start = sw.start if start is None else start
     end = sw.end if end is None else end
     iters = sw.iters if iters is None else iters
+    repeats = sw.repeats if repeats is None else repeats
     optimizer = optimizer.lower()
     _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, repeats, batch_size)
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs: must be at least 1, got {epochs}")
+    if method not in ("range", "sweep"):
+        raise InputError(f"--method: unknown method '{method}' (choose from range, sweep)")
     if plot is not None:
         check_output_path(plot, _task_files(task, demo), force)
 
@@ -80,7 +93,7 @@ def lr_find(
         _need("matplotlib", "--plot needs matplotlib: pip install 'advisor[plot]'")
 
     from advisor.act.device import describe_device, resolve_device
-    from advisor.act.lr_find import combine, range_test, seed_everything
+    from advisor.act.lr_find import apply_horizon, combine_curves, horizon_correction, range_test, seed_everything
 
     dev = resolve_device(device)
     spec = "demo" if demo else task
@@ -89,7 +102,8 @@ def lr_find(
     threads = torch.get_num_threads()
     if demo and dev.type == "cpu":
         torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
-    curves, suggestions = [], []
+    curves = []
+    planned, source = None, ""
     try:
         for r in range(repeats):
             run_seed = seed + r
@@ -101,7 +115,12 @@ def lr_find(
                                    momentum=momentum, weight_decay=weight_decay, start=start, end=end,
                                    iters=iters, device=dev, callback=callback, settings=settings)
             curves.append(curve)
-            suggestions.append(curve.suggest(settings))
+            if r == 0:
+                planned, source = _planned_steps(built, epochs)
+                run_epochs = epochs or _task_epochs(built)
+                if method == "sweep" and not run_epochs:
+                    raise InputError("--method sweep: needs the planned length: give --epochs (or an `epochs` "
+                                     "attribute on the task)")
     except SystemExit as exc:  # the task's own code called sys.exit() during the test
         from advisor.act.task import _exit_call
 
@@ -110,9 +129,16 @@ def lr_find(
     finally:
         torch.set_num_threads(threads)
     seconds = sum(c.seconds for c in curves)
-    combined = combine(suggestions, settings)
+    combined = combine_curves(curves, settings)
+    correction = horizon_correction(planned, curves[0].iters, settings, source)
+    uncorrected = combined.suggestion.suggested_lr
+    combined.suggestion = apply_horizon(combined.suggestion, correction)
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
                      weight_decay, batch_size, describe_device(dev), seconds)
+    report = report.model_copy(update={"uncorrected_lr": _round(uncorrected), "horizon": correction,
+                                       "method": method})
+    if method == "sweep":
+        report = _halving(report, spec, hp, run_epochs, optimizer, momentum, weight_decay, dev, seed, settings, err)
     if plot is not None:
         write_output(plot, None, _task_files(task, demo), writer=lambda fh: draw_plot(report, fh), force=force)
     if json_:
@@ -151,6 +177,43 @@ def _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, 
         raise InputError(f"--repeats: must be at least 1, got {repeats}")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size: must be positive, got {batch_size}")
+
+
+def _task_epochs(built) -> Optional[int]:
+    n = getattr(built, "epochs", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _halving(report, spec, hp, epochs, optimizer, momentum, weight_decay, dev, seed, settings, err):
+    """--method sweep: successive halving around the range test's (corrected) answer."""
+    from advisor.act.lr_find import halving_plan, halving_sweep
+
+    if report.suggested_lr is None:
+        raise InputError(f"--method sweep: the range test gave no LR to sweep around ({report.verdict}: "
+                         f"{report.message})")
+    plan = halving_plan(report.suggested_lr, epochs, settings)
+    lrs = ", ".join(f"{v:.2e}" for v in plan["candidates"])
+    err.print(f"--method sweep: {len(plan['candidates'])} LRs ({lrs}) for {plan['first_epochs']} epochs, the best "
+              f"{plan['keep']} for {epochs}: costs {plan['cost_full_runs']:g} full training runs")
+    result = halving_sweep(lambda: _build(spec, hp), plan, optimizer=optimizer, momentum=momentum,
+                           weight_decay=weight_decay, device=dev, seed=seed, log=err.print)
+    best = result["best_lr"]
+    message = (f"LR {best:.2e} trained best of {len(plan['candidates'])} around the range test's "
+               f"{report.suggested_lr:.2e} (successive halving, {plan['cost_full_runs']:g} full runs)")
+    return report.model_copy(update={"suggested_lr": best, "halving": result, "message": message,
+                                     "seconds": round(report.seconds + result["seconds"], 3)})
+
+
+def _planned_steps(built, epochs: Optional[int]) -> tuple[Optional[int], str]:
+    """(steps of the planned run, where its length came from): epochs x batches per epoch."""
+    n = epochs or _task_epochs(built)
+    if not n:
+        return None, ""
+    try:
+        per_epoch = len(built.train_loader)
+    except TypeError:
+        return None, "train_loader has no len(): steps per epoch unknown"
+    return n * per_epoch, f"{'--epochs' if epochs else 'the task'}: {n} epochs x {per_epoch} batches"
 
 
 def _need(module: str, message: str):
@@ -290,6 +353,11 @@ def _render(report, console) -> None:
     console.print(f"estimators: {est}")
     peers = "  ".join(f"{k} {v:.2e}" if v else f"{k} -" for k, v in report.peers.items())
     console.print(f"published rules on the same curve: {peers}")
+    hz = report.horizon or {}
+    if hz.get("applied"):
+        console.print(f"horizon: {escape(hz['why'])} (range test alone: {report.uncorrected_lr:.2e})")
+    elif hz:
+        console.print(f"horizon: not corrected: {escape(hz['why'])}")
     rp = report.repeats
     if rp["n"] > 1:
         lrs = ", ".join(f"{v:.2e}" if v else "-" for v in rp["suggested_lrs"])

@@ -39,6 +39,12 @@ stable, and `advisor plan --lr-from FILE` reads ``suggested_lr``, ``range`` and 
     mixed_precision "bf16" | "fp16" | null
     seed            int
     seconds         wall time of the range test(s), seconds
+    uncorrected_lr  the range test's own answer, before the horizon correction
+    horizon         {"applied", "factor", "planned_steps", "test_steps", "slope", "source", "why"}:
+                    the training-length correction (rules/lr_find.yaml `horizon`)
+    method          "range" (the range test) | "sweep" (successive halving around its answer)
+    halving         --method sweep only: {"candidates", "rungs": [{"epochs", "lrs", "metrics"}],
+                    "best_lr", "cost_full_runs", "seconds"}
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class SweepSettings(_Strict):
     stop_factor: float = Field(gt=1)
     skip_start: float = Field(ge=0, lt=0.5)
     skip_end: int = Field(ge=0)
+    repeats: int = Field(ge=1)
 
 
 class EstimatorWeights(_Strict):
@@ -97,6 +104,7 @@ class SuggestSettings(_Strict):
     outlier_decades: float = Field(gt=0)
     range_decades: tuple[float, float]
     range_widen_decades: float = Field(ge=0)
+    offset_decades: float
 
 
 class VerdictSettings(_Strict):
@@ -119,9 +127,22 @@ class ConfidenceSettings(_Strict):
     labels: ConfidenceLabels
 
 
+class HorizonSettings(_Strict):
+    slope: float = Field(ge=0)
+    max_decades: float = Field(ge=0)
+
+
+class HalvingSettings(_Strict):
+    offsets_decades: list[float] = Field(min_length=2)
+    first_fraction: float = Field(gt=0, le=1)
+    keep: float = Field(gt=0, lt=1)
+
+
 class LRFindSettings(_Strict):
     sweep: SweepSettings
     suggest: SuggestSettings
+    horizon: HorizonSettings
+    halving: HalvingSettings
     verdicts: VerdictSettings
     confidence: ConfidenceSettings
 
@@ -442,6 +463,7 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     total = sum(weights[k] for k in kept)
     centre = combine_estimators(est, weights, sg.outlier_decades)
     spread = float(np.sqrt(sum(weights[k] * (v - centre) ** 2 for k, v in kept.items()) / total))
+    centre += sg.offset_decades  # fitted on the held-out suite (rules/lr_find.yaml says how)
     lr = 10 ** centre
     cc = cfg.confidence
     conf = max(0.0, 1 - noise_ratio / cc.noise_scale) * \
@@ -489,6 +511,114 @@ def suggest(lrs: Sequence[float], losses: Sequence[float], iters: Optional[int] 
     return result("ok", f"suggested LR {_fmt(lr)} (search {_fmt(rng[0])} .. {_fmt(rng[1])})", "",
                   lr=lr, rng=rng, conf=conf, est=est_round, points=points, drop=drop,
                   noise=noise_ratio, spread=spread)
+
+
+def horizon_correction(planned_steps: Optional[int], test_steps: int,
+                       settings: Optional[LRFindSettings] = None, source: str = "") -> dict[str, Any]:
+    """How much lower than the range test's answer a run of `planned_steps` wants its LR.
+
+    The range test reads the LR at which the loss falls fastest over a few steps: a short-horizon
+    answer. Across the held-out suite the best constant LR falls with the length of the run
+    (rules/lr_find.yaml `horizon`); the correction is `slope` decades per decade of planned steps
+    beyond the test's own, at most `max_decades`."""
+    hz = (settings or load_settings()).horizon
+    base = {"planned_steps": planned_steps, "test_steps": test_steps, "slope": hz.slope, "source": source}
+    if not planned_steps:
+        return {**base, "applied": False, "factor": 1.0,
+                "why": "no planned length (give --epochs, or an `epochs` attribute on the task): "
+                       "the suggestion is the range test's short-horizon answer"}
+    ratio = planned_steps / max(1, test_steps)
+    decades = min(hz.max_decades, hz.slope * math.log10(ratio)) if ratio > 1 else 0.0
+    if ratio <= 1:
+        return {**base, "applied": False, "factor": 1.0,
+                "why": f"the planned {planned_steps} steps are no longer than the test's {test_steps}"}
+    if decades <= 0:
+        return {**base, "applied": False, "factor": 1.0, "why": "rules/lr_find.yaml: horizon.slope is 0"}
+    capped = " (capped)" if decades >= hz.max_decades else ""
+    return {**base, "applied": True, "factor": float(f"{10 ** -decades:.4g}"),
+            "why": f"{planned_steps} planned steps are {ratio:.3g}x the test's {test_steps}: the best LR of a "
+                   f"longer run is lower, by {hz.slope:g} decades per decade of steps{capped} on the held-out "
+                   f"suite; LR divided by {10 ** decades:.3g}"}
+
+
+def apply_horizon(s: "Suggestion", correction: dict[str, Any]) -> "Suggestion":
+    """The suggestion and its range scaled by the correction's factor (nothing when not applied)."""
+    if not correction.get("applied") or s.suggested_lr is None:
+        return s
+    f = correction["factor"]
+    lr = _sig(s.suggested_lr * f)
+    rng = (_sig(s.range[0] * f), _sig(s.range[1] * f)) if s.range else None
+    message = s.message
+    if s.verdict == "ok" and rng:
+        message = f"suggested LR {_fmt(lr)} (search {_fmt(rng[0])} .. {_fmt(rng[1])}) for the planned " \
+                  f"{correction['planned_steps']} steps"
+    return s.model_copy(update={"suggested_lr": lr, "range": rng, "message": message})
+
+
+def halving_plan(centre: float, epochs: int, settings: Optional[LRFindSettings] = None) -> dict[str, Any]:
+    """--method sweep: the candidate LRs around `centre`, the epochs of the first rung, how many
+    go on to the full length, and the cost in full training runs (each survivor trained again from
+    its seed for the whole length)."""
+    hv = (settings or load_settings()).halving
+    lrs = [_sig(centre * 10 ** d) for d in hv.offsets_decades]
+    first = max(1, min(epochs, round(epochs * hv.first_fraction)))
+    keep = max(1, math.ceil(len(lrs) * hv.keep))
+    if first >= epochs:  # too short to halve: every candidate trained once, for the whole length
+        first, keep = epochs, 1
+    cost = (len(lrs) * first + (keep * epochs if first < epochs else 0)) / epochs
+    return {"candidates": lrs, "first_epochs": first, "keep": keep, "epochs": epochs,
+            "cost_full_runs": round(cost, 2)}
+
+
+def halving_pick(metrics: dict[float, float], keep: int, maximize: bool) -> list[float]:
+    """The `keep` best LRs of a rung (a non-finite metric is the worst); ties to the lower LR."""
+    def rank(lr):
+        v = metrics[lr]
+        bad = not math.isfinite(v)
+        return (bad, -v if maximize and not bad else (v if not bad else 0.0), lr)
+    return sorted(metrics, key=rank)[:keep]
+
+
+def halving_sweep(build: Callable[[], Any], plan: dict[str, Any], *, optimizer: str,
+                  momentum: Optional[float] = None, weight_decay: Optional[float] = None, device=None,
+                  seed: int = 0, log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Successive halving: every candidate trained (constant LR, advisor's trainer) for the first
+    rung's epochs from `seed`; the best `keep` trained from the same seed for the whole length;
+    the LR that ended best. `build()` returns a fresh task each time."""
+    from advisor.act.train import Diverged, TrainConfig, metric_direction, train
+
+    began = time.perf_counter()
+    rungs = []
+    maximize = None
+    lrs = list(plan["candidates"])
+    stages = [(plan["first_epochs"], plan["keep"]), (plan["epochs"], 1)]
+    for epochs, keep in (stages if plan["first_epochs"] < plan["epochs"] else stages[1:]):
+        metrics: dict[float, float] = {}
+        for lr in lrs:
+            seed_everything(seed)
+            task = build()
+            direction = metric_direction(task.metric)
+            if direction is None:
+                raise InputError("--method sweep: the task's metric has no direction (give 'accuracy', "
+                                 "'loss', or a callable with direction = 'maximize' | 'minimize')")
+            maximize = direction == "maximize"
+            config = TrainConfig(optimizer=optimizer, learning_rate=lr, lr_schedule="constant", epochs=epochs,
+                                 momentum=(0.9 if momentum is None else momentum) if optimizer == "sgd" else None,
+                                 weight_decay=(weight_decay if weight_decay is not None
+                                               else (0.01 if optimizer == "adamw" else 0.0)))
+            try:
+                metrics[lr] = float(train(task, config, device=device).value)
+            except Diverged:
+                metrics[lr] = math.nan
+            if log:
+                log(f"  lr {lr:.2e}, {epochs} epochs: {metrics[lr]:.4g}")
+        rungs.append({"epochs": epochs, "lrs": lrs, "metrics": [metrics[lr] if math.isfinite(metrics[lr]) else None
+                                                                for lr in lrs]})
+        lrs = halving_pick(metrics, keep, maximize)
+    best = lrs[0]
+    final = rungs[-1]["metrics"][rungs[-1]["lrs"].index(best)]
+    return {**plan, "rungs": rungs, "best_lr": best, "best_metric": final,
+            "seconds": round(time.perf_counter() - began, 3)}
 
 
 @dataclass
@@ -539,6 +669,32 @@ def combine(suggestions: Sequence[Suggestion], settings: Optional[LRFindSettings
     return Combined(merged, lrs, spread, std)
 
 
+def combine_curves(curves: Sequence["Curve"], settings: Optional[LRFindSettings] = None) -> Combined:
+    """Repeats read as one: the suggestion read off their mean curve (see :func:`mean_curve`),
+    which on the held-out suite varies less from seed to seed than the median of the repeats'
+    own answers; each repeat's own answer is kept for the spread. The confidence falls with the
+    spread of the mean (the repeats' std over sqrt(n))."""
+    cfg = settings or load_settings()
+    own = [c.suggest(cfg) for c in curves]
+    if len(curves) == 1:
+        return Combined(own[0], [own[0].suggested_lr], None, None)
+    x, y = mean_curve([(c.lrs, c.losses) for c in curves])
+    merged = suggest(x, y, curves[0].iters, any(c.diverged for c in curves), cfg)
+    lrs = [s.suggested_lr for s in own]
+    good = [math.log10(v) for v in lrs if v]
+    if len(good) < 2 or merged.suggested_lr is None:
+        return Combined(merged, lrs, None, None)
+    std = float(np.std(good))
+    spread = 10 ** (max(good) - min(good))
+    conf = merged.confidence * max(0.0, 1 - std / math.sqrt(len(good)) / cfg.confidence.repeats_decades)
+    message = merged.message
+    if merged.verdict == "ok":
+        message += f"; read off the mean of {len(curves)} curves (their own answers spread {spread:.2g}x)"
+    merged = merged.model_copy(update={"confidence": round(conf, 3), "confidence_label": _label(conf, cfg.confidence),
+                                       "message": message})
+    return Combined(merged, lrs, spread, std)
+
+
 def _geo_median(values: Iterable[Optional[float]]) -> Optional[float]:
     logs = [math.log10(v) for v in values if v and v > 0]
     return float(f"{10 ** float(np.median(logs)):.4g}") if logs else None
@@ -568,6 +724,10 @@ class LRFindReport(BaseModel):
     mixed_precision: Optional[str]
     seed: int
     seconds: float
+    uncorrected_lr: Optional[float] = None
+    horizon: Optional[dict[str, Any]] = None
+    method: str = "range"
+    halving: Optional[dict[str, Any]] = None
 
 
 def read_report(path) -> LRFindReport:
