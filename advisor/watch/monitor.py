@@ -198,7 +198,7 @@ class Monitor:
         if epoch is not None:
             self._last_epoch = epoch
         row = self._rows
-        closes = False
+        nonfinite = evaluation = False
         for name, value in values.items():
             x, logged_nan, why = _as_number(value)
             if why is not None:
@@ -210,19 +210,22 @@ class Monitor:
             if logged_nan:
                 self._explicit.setdefault(name, []).append(row)
             if not math.isfinite(x) and (logged_nan or math.isinf(x)) and _is_loss(name):
-                closes = True  # a loss went non-finite: judge at once, not at the epoch's end
+                nonfinite = True  # a loss went non-finite: judged at once, not at the epoch's end
             elif value is not None and _is_held_out(name):
-                closes = True  # an evaluation
+                evaluation = True
         self._rows += 1
         for column in self._columns.values():
             if len(column) < self._rows:
                 column.append(math.nan)
-        if "step" not in roles:
-            closes = True  # a row of a whole epoch (or a log without a time axis: each row one)
-        elif epoch is None and self._rows >= self._next_judgement:
-            # steps without epochs: judged about step_bins times over the run
-            self._next_judgement = self._rows + max(1, self._rows // int(self.kb.catalogue.analysis["step_bins"]))
-            closes = True
+        a = self.kb.catalogue.analysis
+        # a long log without epochs or steps is cut by diagnose into step_bins periods: its rows
+        # are no epochs any more
+        binned = epoch is None and "step" not in roles and self._rows > a["rows_per_epoch_max"]
+        closes = nonfinite or (not binned and (evaluation or "step" not in roles))
+        if not closes and self._rows >= self._next_judgement:
+            closes = True  # per-step rows (in one long epoch, or without epochs): ~step_bins judgements
+        if closes and self._rows >= self._next_judgement:
+            self._next_judgement = self._rows + max(1, self._rows // int(a["step_bins"]))
         return events + self._judge() if closes else events
 
     def _roles(self, names: tuple[str, ...]) -> dict[str, str]:
@@ -309,6 +312,11 @@ class Monitor:
                 self.error = f"{type(exc).__name__}: {exc}"
 
     # ---- what it says --------------------------------------------------------------------
+    @property
+    def judged_rows(self) -> int:
+        """How many logged rows the last judgement saw."""
+        return self._judged_rows
+
     @property
     def findings(self) -> list:
         """The current findings (diagnoses, then notes): what `diagnose --json` lists for the
