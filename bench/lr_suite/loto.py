@@ -187,12 +187,12 @@ def aggregate(logs: np.ndarray, mode: str) -> np.ndarray:
     return logs
 
 
-def fit(tasks: dict, names: list[str], pre: dict, mode: str):
+def fit(tasks: dict, names: list[str], pre: dict, mode: str, slopes=None):
     """The (weights, offset, slope) with the most hits over `names` (each task weighing the
     same), ties broken by the smaller mean distance to the band."""
     best = None
     for wname in WEIGHT_SETS:
-        for slope in SLOPES:
+        for slope in (SLOPES if slopes is None else slopes):
             hits = np.zeros(len(OFFSETS))
             dist = np.zeros(len(OFFSETS))
             for name in names:
@@ -227,19 +227,29 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
     pre = {mode: {name: {w: centres(t["groups" if mode == "mean curve of 3" else "rows"], WEIGHT_SETS[w], outlier)
                          for w in WEIGHT_SETS} for name, t in tasks.items()} for mode in modes}
     names = sorted(tasks)
-    report = {"tasks": {}, "overall": {}, "fits": {}, "horizon_slopes": horizon_evidence(tasks)}
-    for mode in modes:
-        key = f"advisor LOTO ({mode})"
+    slopes = horizon_evidence(tasks)
+    report = {"tasks": {}, "overall": {}, "fits": {}, "horizon_slopes": slopes}
+
+    def within(names_in):  # the horizon slope the other tasks show inside themselves (median)
+        vals = [-slopes[n] for n in names_in if slopes.get(n) is not None]
+        return [max(0.0, round(float(np.median(vals)), 2))] if vals else [0.0]
+
+    variants = [(mode, None) for mode in modes] + [("mean curve of 3", "within")]
+    for mode, how in variants:
+        key = f"advisor LOTO ({mode}{', within-task slope' if how else ''})"
         report["fits"][key] = {}
         for name in names:
-            params = fit(tasks, [n for n in names if n != name], pre[mode], mode)
+            others = [n for n in names if n != name]
+            params = fit(tasks, others, pre[mode], mode, within(others) if how else None)
             logs = predict(tasks[name], pre[mode][name][params["weights"]], params, mode)
             truth = tasks[name]["truth"]
             row = report["tasks"].setdefault(name, {})
             row[key] = {"hits": int(truth.hit(logs).sum()), "n": len(logs),
                         "lrs": [float(f"{10 ** v:.3g}") for v in logs], "params": params}
+            if how:
+                row["advisor --method sweep (LOTO)"] = halving(tasks[name], logs)
             report["fits"][key][name] = params
-        report["fits"][key]["(all tasks)"] = fit(tasks, names, pre[mode], mode)
+        report["fits"][key]["(all tasks)"] = fit(tasks, names, pre[mode], mode, within(names) if how else None)
     # advisor as rules/lr_find.yaml has it now, and the peers, one range test each
     for name in names:
         t, truth, row = tasks[name], tasks[name]["truth"], report["tasks"][name]
@@ -261,6 +271,34 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
                                    "hits": sum(report["tasks"][n][rule]["hits"] for n in names),
                                    "n": sum(report["tasks"][n][rule]["n"] for n in names)}
     return report
+
+
+def halving(task: dict, logs: np.ndarray) -> dict:
+    """--method sweep replayed on the stored sweep: the candidates (rules/lr_find.yaml `halving`)
+    around each suggestion, snapped to the sweep's 3-per-decade grid; the first rung read from
+    training seed 0's metric after the rung's epochs, the kept half from its final metric (a run
+    continued is the same run: CPU training is deterministic per seed); scored on the 3-seed mean."""
+    hv = LF.load_settings().halving
+    spec, truth = task["spec"], task["truth"]
+    sys.path.insert(0, str(HERE))
+    from sweep import grid
+
+    base = np.log10(grid(spec.optimizer))
+    hist = {round(math.log10(lr), 3): hs[0] for lr, hs in task["histories"].items()}
+    plan = LF.halving_plan(1.0, spec.epochs)
+    maximize = spec.metric == "accuracy"
+    hits, picks = 0, []
+    for centre in logs:
+        i0 = int(np.argmin(np.abs(base - centre)))
+        idx = sorted({int(np.clip(i0 + round(d * 3), 0, len(base) - 1)) for d in hv.offsets_decades})
+        cands = [base[i] for i in idx]
+        first = {10 ** c: hist[round(c, 3)][plan["first_epochs"] - 1] for c in cands}
+        keep = LF.halving_pick(first, plan["keep"], maximize) if plan["first_epochs"] < spec.epochs else list(first)
+        final = {lr: hist[round(math.log10(lr), 3)][-1] for lr in keep}
+        best = LF.halving_pick(final, 1, maximize)[0]
+        picks.append(float(f"{best:.3g}"))
+        hits += bool(truth.hit(math.log10(best)))
+    return {"hits": hits, "n": len(logs), "lrs": picks, "cost_full_runs": plan["cost_full_runs"]}
 
 
 def _score(truth: Truth, logs: np.ndarray) -> dict:
