@@ -457,14 +457,14 @@ class _Tracker:
             self.raised, self.since, self.gone, self.part = {}, {}, {}, part
         current: dict[str, Any] = {}
         for f in findings:  # the first of a label stands for it
-            if self.rule_for(f) is not None:
+            if self.rule_for(f) is not None or final:  # silent only while the run trains
                 current.setdefault(f.label or f.code, f)
         for key, f in current.items():
             self.since.setdefault(key, n)
             self.gone.pop(key, None)
             old = self.raised.get(key)
             if old is None:
-                if final or n - self.since[key] + 1 >= self.rule_for(f).confirm:
+                if final or n - self.since[key] + 1 >= (self.rule_for(f) or self.announce.default).confirm:
                     self.raised[key] = f
                     events.append(_event("new", f, epoch, run, part))
             else:
