@@ -130,3 +130,11 @@ def test_the_command_is_listed_with_its_examples() -> None:
     assert "advisor watch train.log" in proc.stdout and "advisor watch -" in proc.stdout
     assert "watch" in subprocess.run([sys.executable, "-m", "advisor", "--help"], capture_output=True, text=True,
                                      cwd=ROOT).stdout
+
+
+def test_watch_imports_no_heavy_module(tmp_path: Path) -> None:
+    from test_imports import _heavy_modules
+
+    log = tmp_path / "run.csv"
+    log.write_text("epoch,loss,val_loss\n" + "".join(f"{i},{2 / (i + 1)},{2.2 / (i + 1)}\n" for i in range(20)))
+    assert _heavy_modules("watch", str(log), "--idle-timeout", "0.2") == []

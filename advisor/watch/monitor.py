@@ -66,6 +66,7 @@ class Announce(BaseModel):
     default: AnnounceRule
     findings: dict[str, AnnounceRule] = {}  # by label or rule code (a code wins)
     silent: list[str] = []                   # labels or codes never announced
+    first_epoch: list[str] = []              # the only ones announced while the rows are the periods
 
 
 class WatchSettings(BaseModel):
@@ -83,7 +84,7 @@ def watch_settings(path: str | None = None) -> WatchSettings:
     settings = load_settings_file("watch", WatchSettings, path)
     kb = load_knowledge("diagnose")
     known = set(kb.labels) | {r.code for r in kb.rules}
-    for key in [*settings.announce.findings, *settings.announce.silent]:
+    for key in [*settings.announce.findings, *settings.announce.silent, *settings.announce.first_epoch]:
         if key not in known:
             raise RuleError(f"{path or rules_dir() / 'watch.yaml'}: '{key}' is neither a label of "
                             f"rules/diagnose nor a rule code")
@@ -272,13 +273,15 @@ class Monitor:
             self.error = str(exc)
             return []
         self.error = None
-        return self.judge_run(run, len(parts) - 1, self._final)
+        only = self.settings.announce.first_epoch if _rows_are_periods(parts[-1][1], run) else None
+        return self.judge_run(run, len(parts) - 1, self._final, only)
 
-    def judge_run(self, run, part: int = 0, final: bool = False) -> list[WatchEvent]:
+    def judge_run(self, run, part: int = 0, final: bool = False, only: list[str] | None = None) -> list[WatchEvent]:
         """Judge a RunLog read elsewhere (advisor watch re-reads a growing file with ingest):
         its diagnosis, and the events that follow from the judgements before. `part`: which run
         of the log it is (a new one withdraws the findings of the one before); `final`: the log
-        is complete, so every finding of the diagnosis is announced as it stands."""
+        is complete, so every finding of the diagnosis is announced as it stands; `only`: the
+        labels or codes that may be announced at this judgement (the rest wait)."""
         from advisor.advice.diagnosis import diagnose_run
 
         self._run = run
@@ -286,7 +289,10 @@ class Monitor:
         # the epoch the training loop logged last (HF's 2.5 is epoch 3), else the log's period
         self.epoch = self._last_epoch if self._last_epoch is not None else _epoch_label(run)
         d = self._diagnosis
-        new = self._tracker.update(d.diagnoses + d.notes, len(run.epochs), self.epoch, run.path, part, final)
+        findings = d.diagnoses + d.notes
+        if only is not None and not final:
+            findings = [f for f in findings if f.code in only or f.label in only]
+        new = self._tracker.update(findings, len(run.epochs), self.epoch, run.path, part, final)
         for event in new:
             event.period = len(run.epochs)
         self.events.extend(new)
@@ -406,6 +412,25 @@ class Monitor:
         if result.runs:
             render(result, console)
         return buf.getvalue()
+
+
+def _rows_are_periods(table, run) -> bool:
+    """Whether diagnose took the rows of this log as its periods: an epoch column holding fewer
+    than two epochs and no evaluation (ingest's reading of a run still in its first epoch), so
+    per-step noise stands where epoch-level values would."""
+    from advisor.ingest.parts import filled
+    from advisor.ingest.readers import numeric_column
+
+    column = run.columns.get("epoch")
+    if column is None or column not in table.columns or run.steps is not None or len(run.epochs) < 2:
+        return False
+    if {"val_loss", "val_metric"} & set(run.columns):
+        return False
+    epoch = filled(numeric_column(table, column, run.path)[0])
+    epoch = epoch[np.isfinite(epoch)]
+    if np.any(np.abs(epoch - np.round(epoch)) > 1e-9):
+        epoch = np.maximum(np.ceil(epoch - 1e-9), 1.0)  # as tidy counts HF's fractional epochs
+    return len(np.unique(epoch)) < 2
 
 
 def _epoch_label(run) -> int | float | None:
