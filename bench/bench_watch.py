@@ -1,6 +1,7 @@
 """advisor watch: what a judgement costs while a run trains, and how early and how right it is.
 
     python bench/bench_watch.py cost                       # ms per logged epoch at 1,000 epochs
+    python bench/bench_watch.py cost --steps 50            # the same with 50 per-step rows per epoch
     python bench/bench_watch.py corpus fixtures/real       # replay real logs epoch by epoch
     python bench/bench_watch.py corpus ../shared/corpus --verbose
 
@@ -86,7 +87,10 @@ def replay(path: Path, on_judgement=None) -> Monitor:
 
 # --------------------------------------------------------------------------- cost
 
-def cost(epochs: int = 1000, seed: int = 0) -> dict[str, float]:
+def cost(epochs: int = 1000, steps: int = 0, seed: int = 0) -> dict[str, float]:
+    """A Monitor fed `epochs` epochs; with `steps`, that many per-step rows (step, loss, lr)
+    before each epoch's row of validation values. The time of each epoch is that of all its
+    log() calls."""
     rng = np.random.default_rng(seed)
     mon = Monitor(stop_on=())
     times = []
@@ -94,13 +98,20 @@ def cost(epochs: int = 1000, seed: int = 0) -> dict[str, float]:
         tl = 2.0 * math.exp(-e / 200) + 0.02 * rng.random()
         vl = tl + 0.1 + 0.03 * rng.random()
         acc = 1.0 - 0.9 * math.exp(-e / 200)
+        lr = 1e-3 * (1 - e / epochs)
         t = time.perf_counter()
-        mon.log(epoch=e, train_loss=tl, val_loss=vl, val_acc=acc, lr=1e-3 * (1 - e / epochs))
+        if steps:
+            for k in range(steps):
+                mon.log(epoch=e, step=e * steps + k, loss=tl * (1 + 0.1 * rng.standard_normal()), lr=lr)
+            mon.log(epoch=e, step=(e + 1) * steps - 1, val_loss=vl, val_acc=acc)
+        else:
+            mon.log(epoch=e, train_loss=tl, val_loss=vl, val_acc=acc, lr=lr)
         times.append(time.perf_counter() - t)
     assert mon.error is None, mon.error
+    assert mon.diagnosis.epochs == epochs
     ms = np.array(times) * 1e3
-    return {"epochs": epochs, "mean_ms": float(ms.mean()), "last100_mean_ms": float(ms[-100:].mean()),
-            "max_ms": float(ms.max()), "total_s": float(ms.sum() / 1e3)}
+    return {"epochs": epochs, "steps": steps, "mean_ms": float(ms.mean()),
+            "last100_mean_ms": float(ms[-100:].mean()), "max_ms": float(ms.max()), "total_s": float(ms.sum() / 1e3)}
 
 
 # --------------------------------------------------------------------------- corpus figures
@@ -197,13 +208,15 @@ def main() -> None:
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("cost")
     c.add_argument("--epochs", type=int, default=1000)
+    c.add_argument("--steps", type=int, default=0, help="per-step rows logged in each epoch")
     k = sub.add_parser("corpus")
     k.add_argument("dirs", nargs="+")
     k.add_argument("--verbose", action="store_true")
     args = p.parse_args()
     if args.what == "cost":
-        r = cost(args.epochs)
-        print(f"{r['epochs']} epochs logged in {r['total_s']:.2f} s: {r['mean_ms']:.2f} ms per logged epoch on "
+        r = cost(args.epochs, args.steps)
+        per_step = f" ({r['steps']} steps each)" if r["steps"] else ""
+        print(f"{r['epochs']} epochs{per_step} logged in {r['total_s']:.2f} s: {r['mean_ms']:.2f} ms per logged epoch on "
               f"average, {r['last100_mean_ms']:.2f} ms at ~{r['epochs']} epochs (mean of the last 100), "
               f"largest {r['max_ms']:.2f} ms")
         return

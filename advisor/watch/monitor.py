@@ -165,12 +165,15 @@ class Monitor:
         self.skipped: list[SkippedValue] = []
         self.error: str | None = None  # why the log cannot be judged yet (no loss logged ...)
         self.epoch: int | float | None = None  # the last epoch judged
-        self._columns: dict[str, list[float]] = {}
+        # one float buffer per name, grown by doubling: a judgement takes views, not copies
+        self._columns: dict[str, np.ndarray] = {}
+        self._capacity = 0
         self._explicit: dict[str, list[int]] = {}
         self._rows = 0
         self._judged_rows = 0
         self._next_judgement = 1
         self._last_epoch: float | None = None
+        self._epochs_ended = 0  # epoch ends seen (each is a judgement: no need for step checkpoints)
         self._roles_of: dict[tuple[str, ...], dict[str, str]] = {}
         self._diagnosis = None  # the last RunDiagnosis
         self._run = None        # the last RunLog
@@ -197,6 +200,7 @@ class Monitor:
         if epoch is not None and epoch != self._last_epoch and self._rows > self._judged_rows:
             events += self._judge()  # the epoch before is complete: judged without this row of the next
         if epoch is not None:
+            self._epochs_ended += self._last_epoch is not None and epoch != self._last_epoch
             self._last_epoch = epoch
         row = self._rows
         nonfinite = evaluation = False
@@ -206,8 +210,11 @@ class Monitor:
                 self.skipped.append(SkippedValue(row=row, name=name, value=repr(value)[:80], reason=why))
             column = self._columns.get(name)
             if column is None:
-                column = self._columns[name] = [math.nan] * row
-            column.append(x)
+                column = self._columns[name] = np.full(self._capacity, math.nan)
+            if row >= self._capacity:
+                self._grow()
+                column = self._columns[name]
+            column[row] = x
             if logged_nan:
                 self._explicit.setdefault(name, []).append(row)
             if not math.isfinite(x) and (logged_nan or math.isinf(x)) and _is_loss(name):
@@ -215,19 +222,23 @@ class Monitor:
             elif value is not None and _is_held_out(name):
                 evaluation = True
         self._rows += 1
-        for column in self._columns.values():
-            if len(column) < self._rows:
-                column.append(math.nan)
         a = self.kb.catalogue.analysis
         # a long log without epochs or steps is cut by diagnose into step_bins periods: its rows
         # are no epochs any more
         binned = epoch is None and "step" not in roles and self._rows > a["rows_per_epoch_max"]
         closes = nonfinite or (not binned and (evaluation or "step" not in roles))
-        if not closes and self._rows >= self._next_judgement:
-            closes = True  # per-step rows (in one long epoch, or without epochs): ~step_bins judgements
+        if not closes and self._rows >= self._next_judgement and not self._epochs_ended:
+            closes = True  # per-step rows (in a first long epoch, or without epochs): ~step_bins judgements
         if closes and self._rows >= self._next_judgement:
             self._next_judgement = self._rows + max(1, self._rows // int(a["step_bins"]))
         return events + self._judge() if closes else events
+
+    def _grow(self) -> None:
+        self._capacity = max(64, 2 * self._capacity)
+        for name, old in self._columns.items():
+            new = np.full(self._capacity, math.nan)
+            new[: len(old)] = old
+            self._columns[name] = new
 
     def _roles(self, names: tuple[str, ...]) -> dict[str, str]:
         """The roles of a row's names, as diagnose finds them in a log's columns (cached: a
@@ -249,7 +260,7 @@ class Monitor:
         from advisor.ingest.readers import RawLog
 
         n = self._rows
-        columns = {k: np.asarray(v, dtype=float) for k, v in self._columns.items()}
+        columns = {k: v[:n] for k, v in self._columns.items()}  # rows written are never written again
         explicit = {}
         for k, rows in self._explicit.items():
             mask = np.zeros(n, dtype=bool)
