@@ -182,3 +182,20 @@ def test_the_monitor_imports_no_torch() -> None:
             "print(sorted(x for x in sys.modules if x.split('.')[0] in ('torch', 'matplotlib', 'optuna')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+def test_step_noise_in_the_first_epoch_is_not_announced_as_instability() -> None:
+    """Before its second epoch a per-step log is read row by row (ingest): diagnose on it sees
+    spikes; rules/watch.yaml lets only divergence be announced then."""
+    assert watch_settings().announce.first_epoch == ["diverged"]
+    mon = Monitor()
+    for s in range(40):
+        mon.log(epoch=0, step=s, train_loss=1.0 if s % 3 else 2.0)
+    assert "unstable" in {f.label for f in mon.findings}  # what diagnose says of the rows
+    assert not any(e.label == "unstable" for e in mon.events)
+    assert [e.code for e in mon.events] == ["D002"]  # announced at the first row, and kept
+    for s in range(40, 60):
+        mon.log(epoch=0, step=s, train_loss=math.inf if s == 50 else 1.0)
+        if mon.should_stop:
+            break
+    assert s == 50 and mon.events[-1].label == "diverged"  # divergence is announced at once

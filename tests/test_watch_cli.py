@@ -138,3 +138,19 @@ def test_watch_imports_no_heavy_module(tmp_path: Path) -> None:
     log = tmp_path / "run.csv"
     log.write_text("epoch,loss,val_loss\n" + "".join(f"{i},{2 / (i + 1)},{2.2 / (i + 1)}\n" for i in range(20)))
     assert _heavy_modules("watch", str(log), "--idle-timeout", "0.2") == []
+
+
+def test_a_followed_log_in_its_first_epoch_announces_no_step_noise(tmp_path: Path) -> None:
+    from advisor.watch import Monitor
+    from advisor.watch.follow import Follower, PathSource
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,step,train_loss\n" + "".join(f"0,{s},{1.0 if s % 3 else 2.0}\n" for s in range(40)))
+    mon = Monitor(stop_on=())
+    follower = Follower(PathSource(log, None, {}, mon.kb.catalogue.analysis), mon, interval=0.1)
+    assert follower.judge() == [e for e in mon.events] and "unstable" not in {e.label for e in mon.events}
+    assert "unstable" in {f.label for f in mon.findings}
+    with log.open("a") as fh:  # the second epoch: epoch values now, judged as diagnose judges them
+        fh.write("".join(f"1,{s},{0.9}\n" for s in range(40, 60)))
+    follower.judge()
+    assert mon.diagnosis.epochs == 2

@@ -35,6 +35,22 @@ class Source:
     def read(self):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def first_epoch(self, run) -> bool:
+        """Whether diagnose read `run` row by row, its log still in its first epoch (the raw
+        table is read again only when the RunLog leaves it open)."""
+        from advisor.ingest.parts import split
+        from advisor.ingest.readers import read
+
+        from advisor.watch.monitor import may_be_first_epoch, rows_are_periods
+
+        if not may_be_first_epoch(run):
+            return False
+        try:
+            parts = split(read(Path(self.file), self.fmt), self.file, self.overrides)
+        except InputError:
+            return False
+        return rows_are_periods(parts[-1][1], run)
+
 
 class PathSource(Source):
     """A file, or a run folder (Lightning version folder, TensorBoard or MLflow run)."""
@@ -45,6 +61,7 @@ class PathSource(Source):
         self.name = str(path)
         self.fmt, self.overrides, self.analysis = fmt, overrides, analysis
         self.path = resolve_path(path)  # a missing file, a FIFO, a folder without a log: refused here
+        self.file = str(self.path)
         if self.path.is_file() and self.path.stat().st_size and fmt in (None, "auto"):
             try:
                 sniff(self.path)  # binary data or another encoding will not become a log by growing
@@ -76,6 +93,7 @@ class SpoolSource(Source):
 
     def __init__(self, fmt: str | None, overrides: dict[str, str], analysis: dict[str, float]):
         fd, self.tmp = tempfile.mkstemp(prefix="advisor-watch-")
+        self.file = self.tmp
         self.out = os.fdopen(fd, "wb")
         self.fmt, self.overrides, self.analysis = fmt, overrides, analysis
         self.size = 0
@@ -141,7 +159,9 @@ class Follower:
         self.pending = None
         self.seen = signature
         self.judged = True
-        events = self.monitor.judge_run(runs[-1], len(runs) - 1, final)
+        run = runs[-1]
+        only = self.monitor.settings.announce.first_epoch if self.source.first_epoch(run) else None
+        events = self.monitor.judge_run(run, len(runs) - 1, final, only)
         self.next_read = time.monotonic() + max(self.interval, _BACKOFF * (time.monotonic() - start))
         return events
 

@@ -48,7 +48,7 @@ class AdvisorCallback(TrainerCallback):
         # diagnose leaves it out of trainer_state.json
         if not logs or "train_runtime" in logs:
             return control
-        self._report(state, self.monitor.log(**logs, step=state.global_step))
+        self._report(state, self.monitor.log(**{**logs, "step": state.global_step}))  # as log_history has it
         if self.monitor.should_stop and not control.should_training_stop:
             control.should_training_stop = True
             self.stopped_step, self.stopped_epoch = state.global_step, state.epoch

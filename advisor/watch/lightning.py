@@ -62,7 +62,7 @@ class AdvisorCallback(Callback):
         lr = _learning_rate(trainer)
         if lr is not None and not any(k.startswith(("lr", "learning_rate")) for k in row):
             row["lr"] = lr
-        self._report(trainer, self.monitor.log(epoch=trainer.current_epoch, **row))
+        self._report(trainer, self.monitor.log(**{**row, "epoch": trainer.current_epoch}))
         should_stop = trainer.strategy.reduce_boolean_decision(self.monitor.should_stop, all=False)
         if should_stop and not trainer.should_stop:
             trainer.should_stop = True

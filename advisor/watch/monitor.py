@@ -284,7 +284,7 @@ class Monitor:
             self.error = str(exc)
             return []
         self.error = None
-        only = self.settings.announce.first_epoch if _rows_are_periods(parts[-1][1], run) else None
+        only = self.settings.announce.first_epoch if rows_are_periods(parts[-1][1], run) else None
         return self.judge_run(run, len(parts) - 1, self._final, only)
 
     def judge_run(self, run, part: int = 0, final: bool = False, only: list[str] | None = None) -> list[WatchEvent]:
@@ -300,10 +300,8 @@ class Monitor:
         # the epoch the training loop logged last (HF's 2.5 is epoch 3), else the log's period
         self.epoch = self._last_epoch if self._last_epoch is not None else _epoch_label(run)
         d = self._diagnosis
-        findings = d.diagnoses + d.notes
-        if only is not None and not final:
-            findings = [f for f in findings if f.code in only or f.label in only]
-        new = self._tracker.update(findings, len(run.epochs), self.epoch, run.path, part, final)
+        new = self._tracker.update(d.diagnoses + d.notes, len(run.epochs), self.epoch, run.path, part, final,
+                                   None if final else only)
         for event in new:
             event.period = len(run.epochs)
         self.events.extend(new)
@@ -425,7 +423,14 @@ class Monitor:
         return buf.getvalue()
 
 
-def _rows_are_periods(table, run) -> bool:
+def may_be_first_epoch(run) -> bool:
+    """What the RunLog alone says of _rows_are_periods: an epoch column, several periods, no
+    per-step arrays and no validation (the raw epoch column settles it)."""
+    return ("epoch" in run.columns and run.steps is None and len(run.epochs) >= 2
+            and not {"val_loss", "val_metric"} & set(run.columns))
+
+
+def rows_are_periods(table, run) -> bool:
     """Whether diagnose took the rows of this log as its periods: an epoch column holding fewer
     than two epochs and no evaluation (ingest's reading of a run still in its first epoch), so
     per-step noise stands where epoch-level values would."""
@@ -433,9 +438,7 @@ def _rows_are_periods(table, run) -> bool:
     from advisor.ingest.readers import numeric_column
 
     column = run.columns.get("epoch")
-    if column is None or column not in table.columns or run.steps is not None or len(run.epochs) < 2:
-        return False
-    if {"val_loss", "val_metric"} & set(run.columns):
+    if not may_be_first_epoch(run) or column not in table.columns:
         return False
     epoch = filled(numeric_column(table, column, run.path)[0])
     epoch = epoch[np.isfinite(epoch)]
@@ -484,13 +487,16 @@ class _Tracker:
         return a.findings.get(f.code) or (a.findings.get(f.label) if f.label else None) or a.default
 
     def update(self, findings: list, n: int, epoch, run: str | None, part: int,
-               final: bool = False) -> list[WatchEvent]:
+               final: bool = False, only: list[str] | None = None) -> list[WatchEvent]:
         """The events of one judgement: `findings` ranked as diagnose ranks them, `n` the run's
-        epochs so far. `final`: the log is complete, so what diagnose says is announced as is."""
+        epochs so far. `final`: the log is complete, so what diagnose says is announced as is.
+        `only`: the labels or codes this judgement may speak of (the rest stand as they were)."""
         events: list[WatchEvent] = []
         if part != self.part:  # a new run began in the log: the old one's findings are withdrawn
             events += [_event("cleared", f, epoch, run, self.part) for f in self.raised.values()]
             self.raised, self.since, self.gone, self.part = {}, {}, {}, part
+        if only is not None:
+            findings = [f for f in findings if f.code in only or f.label in only]
         current: dict[str, Any] = {}
         for f in findings:  # the first of a label stands for it
             if self.rule_for(f) is not None or final:  # silent only while the run trains
@@ -507,9 +513,10 @@ class _Tracker:
                 if (old.code, old.severity) != (f.code, f.severity):
                     events.append(_event("changed", f, epoch, run, part))
                 self.raised[key] = f  # the latest message and evidence
+        mute = set() if only is None else {k for k, f in self.raised.items() if f.code not in only and f.label not in only}
         for key in [k for k in self.since if k not in current]:
             del self.since[key]
-        for key in [k for k in self.raised if k not in current]:
+        for key in [k for k in self.raised if k not in current and k not in mute]:
             f = self.raised[key]
             self.gone.setdefault(key, n)
             if final or n - self.gone[key] + 1 >= (self.rule_for(f) or self.announce.default).clear_after:
