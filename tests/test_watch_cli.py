@@ -154,3 +154,18 @@ def test_a_followed_log_in_its_first_epoch_announces_no_step_noise(tmp_path: Pat
         fh.write("".join(f"1,{s},{0.9}\n" for s in range(40, 60)))
     follower.judge()
     assert mon.diagnosis.epochs == 2
+
+
+def test_a_pipe_that_goes_quiet_ends_at_the_idle_timeout() -> None:
+    lines = "".join(f"Epoch {e}: loss={2 / (e + 1):.4f} val_loss={2.2 / (e + 1):.4f}\n" for e in range(12))
+    proc = subprocess.Popen([sys.executable, "-m", "advisor", "watch", "-", "--json", "--idle-timeout", "1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdin.write(lines.encode())
+    proc.stdin.flush()  # and the pipe stays open: the training went quiet
+    try:
+        code = proc.wait(timeout=30)  # it ends by itself, its input still open
+    finally:
+        proc.stdin.close()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert code == 0, err
+    assert "healthy" in {e["label"] for e in _json_lines(out)}

@@ -5,7 +5,6 @@ healthy runs quiet) on the corpus copies in fixtures/real."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -146,15 +147,10 @@ def watch(
             finally:
                 source.close()
         else:
-            follow_path(Follower(PathSource(_path(path), fmt, overrides, analysis), mon, interval), emit,
+            follow_path(Follower(PathSource(Path(path), fmt, overrides, analysis), mon, interval), emit,
                         idle_timeout, waiting)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if failed:
         raise typer.Exit(1)
 
-
-def _path(text: str):
-    from pathlib import Path
-
-    return Path(text)
