@@ -124,6 +124,7 @@ class ConfidenceSettings(_Strict):
     spread_free: float = Field(ge=0)
     spread_decades: float = Field(gt=0)
     repeats_decades: float = Field(gt=0)
+    seed_sensitive_decades: float = Field(gt=0)
     labels: ConfidenceLabels
 
 
@@ -682,16 +683,27 @@ def combine_curves(curves: Sequence["Curve"], settings: Optional[LRFindSettings]
     merged = suggest(x, y, curves[0].iters, any(c.diverged for c in curves), cfg)
     lrs = [s.suggested_lr for s in own]
     good = [math.log10(v) for v in lrs if v]
+    if merged.suggested_lr is None and len(good) >= 2:
+        # the mean curve is cut at the first repeat that blew up: too short to read; the
+        # repeats' own answers still are
+        return combine(own, cfg)
     if len(good) < 2 or merged.suggested_lr is None:
         return Combined(merged, lrs, None, None)
     std = float(np.std(good))
     spread = 10 ** (max(good) - min(good))
-    conf = merged.confidence * max(0.0, 1 - std / math.sqrt(len(good)) / cfg.confidence.repeats_decades)
-    message = merged.message
-    if merged.verdict == "ok":
+    sem = std / math.sqrt(len(good))  # how far the mean curve's answer may move with other seeds
+    cc = cfg.confidence
+    conf = merged.confidence * max(0.0, 1 - sem / cc.repeats_decades)
+    message, notes = merged.message, list(merged.notes)
+    if sem > cc.seed_sensitive_decades:
+        conf = min(conf, cc.labels.medium - 0.01)
+        notes.append("seed-sensitive")
+        message += (f"; seed-sensitive: the {len(curves)} repeats' own answers spread {spread:.2g}x, so other seeds "
+                    f"may move the suggestion by 2x or more (more --repeats, or --method sweep)")
+    elif merged.verdict == "ok":
         message += f"; read off the mean of {len(curves)} curves (their own answers spread {spread:.2g}x)"
-    merged = merged.model_copy(update={"confidence": round(conf, 3), "confidence_label": _label(conf, cfg.confidence),
-                                       "message": message})
+    merged = merged.model_copy(update={"confidence": round(conf, 3), "confidence_label": _label(conf, cc),
+                                       "message": message, "notes": notes})
     return Combined(merged, lrs, spread, std)
 
 

@@ -49,10 +49,12 @@ WEIGHT_SETS = {  # the candidate combinations of advisor's estimators (geometric
     "minimum+converging": {"minimum": 1.0, "converging": 1.0},
     "valley+minimum+converging": {"valley": 1.0, "minimum": 1.0, "converging": 1.0},
     "all": {"valley": 1.0, "steepest": 1.0, "minimum": 1.0, "converging": 1.0},
+    "yaml": "yaml",
 }
 OFFSETS = np.round(np.arange(-1.5, 1.0001, 0.05), 3)
 SLOPES = np.round(np.arange(0.0, 1.5001, 0.1), 3)
 STEP = 0.01  # decades: resolution of the band lookup
+SMOOTH = 0.0  # --smooth: width (decades) of the kernel the truth is read through; 0: the raw seed means
 
 
 def load(results: Path, only=None):
@@ -83,14 +85,28 @@ def load(results: Path, only=None):
     return out
 
 
+def smoothed(x: np.ndarray, y: np.ndarray, width: float, acc: bool) -> np.ndarray:
+    """The seed means read through a Gaussian kernel of `width` decades in log(LR): the best of
+    many noisy means is biased up (the more LRs, the more), the smoothed curve much less. A
+    diverged run (infinite loss) counts as 10x the worst finite loss."""
+    y = np.asarray(y, dtype=float)
+    if not acc:
+        finite = y[np.isfinite(y)]
+        y = np.where(np.isfinite(y), y, 10 * finite.max() if finite.size else 1.0)
+    w = np.exp(-0.5 * ((x[:, None] - x[None, :]) / width) ** 2)
+    return (w @ y) / w.sum(1)
+
+
 class Truth:
     """The sweep of one task: metric against log10(LR), the band, a lookup of any LR."""
 
-    def __init__(self, by_lr: dict, metric: str):
+    def __init__(self, by_lr: dict, metric: str, smooth: float = 0.0):
         self.lrs = np.array(sorted(by_lr))
         self.mean = np.array([float(np.mean(by_lr[lr])) for lr in self.lrs])
         self.acc = metric == "accuracy"
         self.x = np.log10(self.lrs)
+        if smooth:
+            self.mean = smoothed(self.x, self.mean, smooth, self.acc)
         i = int(np.argmax(self.mean) if self.acc else np.argmin(self.mean))
         self.best_lr, self.best = float(self.lrs[i]), float(self.mean[i])
         self.fine = np.arange(self.x[0] - 3, self.x[-1] + 3 + STEP / 2, STEP)
@@ -109,11 +125,13 @@ class Truth:
     def index(self, log_lr):
         return np.clip(np.round((np.asarray(log_lr) - self.fine[0]) / STEP).astype(int), 0, len(self.fine) - 1)
 
-    def hit(self, log_lr):
-        return self.inband[self.index(log_lr)]
+    def hit(self, log_lr):  # no LR (NaN) is a miss
+        log_lr = np.asarray(log_lr, dtype=float)
+        return np.where(np.isfinite(log_lr), self.inband[self.index(np.nan_to_num(log_lr))], False)
 
     def dist(self, log_lr):
-        return self.distance[self.index(log_lr)]
+        log_lr = np.asarray(log_lr, dtype=float)
+        return np.where(np.isfinite(log_lr), self.distance[self.index(np.nan_to_num(log_lr))], 9.0)
 
     def value(self, lr: float) -> float:
         return float(np.interp(math.log10(lr), self.x, self.mean))
@@ -136,10 +154,12 @@ def group_features(task: dict, settings, size: int = 3) -> list[dict]:
     rows = []
     for i in range(0, len(RT_SEEDS) - size + 1, size):
         cs = [task["curves"][(seed, 100)] for seed in RT_SEEDS[i:i + size]]
-        x, y = LF.mean_curve([(c["lrs"], [float("nan") if v is None else v for v in c["losses"]]) for c in cs])
-        s = LF.suggest(x, y, cs[0]["iters"], any(c["diverged"] for c in cs), settings)
+        curves = [LF.Curve(lrs=c["lrs"], losses=[math.nan if v is None else v for v in c["losses"]], smoothed=[],
+                           iters=c["iters"], start=c["lrs"][0], end=10.0, diverged=c["diverged"],
+                           stop_reason=c["stop_reason"], seconds=c["seconds"]) for c in cs]
+        s = LF.combine_curves(curves, settings).suggestion  # as `advisor lr-find --repeats 3` reads them
         rows.append({"seeds": RT_SEEDS[i:i + size], "estimators": s.estimators, "verdict": s.verdict,
-                     "suggested_lr": s.suggested_lr, "confidence": s.confidence})
+                     "suggested_lr": s.suggested_lr, "confidence": s.confidence, "notes": s.notes})
     return rows
 
 
@@ -164,8 +184,11 @@ def horizon_evidence(tasks: dict) -> dict:
     return out
 
 
-def centres(rows: list[dict], weights: dict, outlier: float) -> np.ndarray:
-    """log10 of the weighted geometric mean of the estimators, one per range test."""
+def centres(rows: list[dict], weights, outlier: float) -> np.ndarray:
+    """log10 of the weighted geometric mean of the estimators, one per range test; "yaml": the
+    suggestion of rules/lr_find.yaml as it is (its weights, its offset)."""
+    if weights == "yaml":
+        return np.array([math.log10(r["suggested_lr"]) if r["suggested_lr"] else np.nan for r in rows])
     return np.array([LF.combine_estimators(r["estimators"], weights, outlier) for r in rows])
 
 
@@ -187,41 +210,74 @@ def aggregate(logs: np.ndarray, mode: str) -> np.ndarray:
     return logs
 
 
-def fit(tasks: dict, names: list[str], pre: dict, mode: str, slopes=None):
+def family(task: dict) -> str:
+    return "sgd" if task["spec"].optimizer == "sgd" else "adaptive"
+
+
+def fit(tasks: dict, names: list[str], pre: dict, mode: str, slopes=None, by_family: bool = False,
+        weight_sets=None, offsets=None):
     """The (weights, offset, slope) with the most hits over `names` (each task weighing the
-    same), ties broken by the smaller mean distance to the band."""
+    same), ties broken by the smaller mean distance to the band. by_family: one offset for SGD,
+    one for the adaptive optimizers (the sums separate, so each is fitted on its own tasks)."""
     best = None
-    for wname in WEIGHT_SETS:
+    groups = sorted({family(tasks[n]) for n in names}) if by_family else ["all"]
+    grid_offsets = OFFSETS if offsets is None else np.asarray(offsets, dtype=float)
+    for wname in (weight_sets or [w for w in WEIGHT_SETS if w != "yaml"]):
         for slope in (SLOPES if slopes is None else slopes):
-            hits = np.zeros(len(OFFSETS))
-            dist = np.zeros(len(OFFSETS))
-            for name in names:
-                base = aggregate(pre[name][wname], mode) - slope * horizon(tasks[name]["planned_steps"])
-                grid = base[None, :] + OFFSETS[:, None]
-                truth = tasks[name]["truth"]
-                hits += truth.hit(grid).mean(1)
-                dist += truth.dist(grid).mean(1)
-            score = hits - 0.01 * dist
-            k = int(np.argmax(score))
-            cand = (float(score[k]), wname, float(OFFSETS[k]), float(slope))
+            total, offsets = 0.0, {}
+            for g in groups:
+                hits = np.zeros(len(grid_offsets))
+                dist = np.zeros(len(grid_offsets))
+                for name in names:
+                    if g != "all" and family(tasks[name]) != g:
+                        continue
+                    base = aggregate(pre[name][wname], mode) - slope * horizon(tasks[name]["planned_steps"])
+                    grid = base[None, :] + grid_offsets[:, None]
+                    truth = tasks[name]["truth"]
+                    hits += truth.hit(grid).mean(1)
+                    dist += truth.dist(grid).mean(1)
+                score = hits - 0.01 * dist
+                k = int(np.argmax(score))
+                total += float(score[k])
+                offsets[g] = float(grid_offsets[k])
+            cand = (total, wname, offsets, float(slope))
             if best is None or cand[0] > best[0] + 1e-12 or (abs(cand[0] - best[0]) <= 1e-12 and
                                                              abs(cand[3]) < abs(best[3])):
                 best = cand
-    return {"weights": best[1], "offset": best[2], "slope": best[3]}
+    offset = best[2] if by_family else best[2]["all"]
+    return {"weights": best[1], "offset": offset, "slope": best[3]}
 
 
 def predict(task: dict, pre_logs: np.ndarray, params: dict, mode: str) -> np.ndarray:
-    return aggregate(pre_logs, mode) - params["slope"] * horizon(task["planned_steps"]) + params["offset"]
+    offset = params["offset"]
+    if isinstance(offset, dict):  # per family; a family no other task had: the mean of the others
+        offset = offset.get(family(task), float(np.mean(list(offset.values()))))
+    return aggregate(pre_logs, mode) - params["slope"] * horizon(task["planned_steps"]) + offset
 
 
-def spread(logs: np.ndarray) -> float:
-    return float(10 ** (np.max(logs) - np.min(logs)))
+def spread(logs) -> float:
+    """max/min of the suggestions; infinite when one of them gave no LR."""
+    logs = np.asarray(logs, dtype=float)
+    return float(10 ** (np.max(logs) - np.min(logs))) if np.all(np.isfinite(logs)) else math.inf
+
+
+def one_seed_sweep(task: dict) -> dict:
+    """The noise ceiling: the sweep's own best LR when read from one training seed, scored
+    against the band of the three seeds' mean. No method that picks an LR by one training run
+    can expect more."""
+    truth, maximize = task["truth"], task["spec"].metric == "accuracy"
+    seeds = min(len(v) for v in task["by_lr"].values())
+    picks = []
+    for k in range(seeds):
+        runs = {lr: v[k] for lr, v in task["by_lr"].items()}
+        picks.append(LF.halving_pick(runs, 1, maximize)[0])
+    return _score(truth, np.log10(picks))
 
 
 def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
     outlier = settings.suggest.outlier_decades
     for task in tasks.values():
-        task["truth"] = Truth(task["by_lr"], task["spec"].metric)
+        task["truth"] = Truth(task["by_lr"], task["spec"].metric, SMOOTH)
         task["rows"] = features(task, settings)
         task["groups"] = group_features(task, settings)
     pre = {mode: {name: {w: centres(t["groups" if mode == "mean curve of 3" else "rows"], WEIGHT_SETS[w], outlier)
@@ -234,22 +290,35 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
         vals = [-slopes[n] for n in names_in if slopes.get(n) is not None]
         return [max(0.0, round(float(np.median(vals)), 2))] if vals else [0.0]
 
-    variants = [(mode, None) for mode in modes] + [("mean curve of 3", "within")]
+    # (aggregation, how): None fits weights, offset and slope; "within" takes the slope from the
+    # other tasks' within-task evidence; "family" also one offset per optimizer family; "yaml*"
+    # keep rules/lr_find.yaml's estimator (weights and offset) and add only what is named
+    variants = [(mode, None) for mode in modes] + [("mean curve of 3", "within"), ("mean curve of 3", "family"),
+                                                   ("mean curve of 3", "yaml"), ("mean curve of 3", "yaml+slope"),
+                                                   ("1 test", "yaml+slope")]
+    labels = {None: "", "within": ", within-task slope", "family": ", within-task slope, offset per optimizer family",
+              "yaml": ", yaml estimator", "yaml+slope": ", yaml estimator, within-task slope"}
     for mode, how in variants:
-        key = f"advisor LOTO ({mode}{', within-task slope' if how else ''})"
+        key = f"advisor LOTO ({mode}{labels[how]})"
         report["fits"][key] = {}
         for name in names:
             others = [n for n in names if n != name]
-            params = fit(tasks, others, pre[mode], mode, within(others) if how else None)
+            slope = within(others) if how in ("within", "family", "yaml+slope") else ([0.0] if how == "yaml" else None)
+            params = fit(tasks, others, pre[mode], mode, slope, how == "family",
+                         ["yaml"] if how and how.startswith("yaml") else None,
+                         [0.0] if how and how.startswith("yaml") else None)
             logs = predict(tasks[name], pre[mode][name][params["weights"]], params, mode)
             truth = tasks[name]["truth"]
             row = report["tasks"].setdefault(name, {})
             row[key] = {"hits": int(truth.hit(logs).sum()), "n": len(logs),
                         "lrs": [float(f"{10 ** v:.3g}") for v in logs], "params": params}
-            if how:
+            if how is None and mode == "mean curve of 3":  # the default (rules/lr_find.yaml)
                 row["advisor --method sweep (LOTO)"] = halving(tasks[name], logs)
             report["fits"][key][name] = params
-        report["fits"][key]["(all tasks)"] = fit(tasks, names, pre[mode], mode, within(names) if how else None)
+        slope = within(names) if how in ("within", "family", "yaml+slope") else ([0.0] if how == "yaml" else None)
+        report["fits"][key]["(all tasks)"] = fit(tasks, names, pre[mode], mode, slope, how == "family",
+                                                 ["yaml"] if how and how.startswith("yaml") else None,
+                                                 [0.0] if how and how.startswith("yaml") else None)
     # advisor as rules/lr_find.yaml has it now, and the peers, one range test each
     for name in names:
         t, truth, row = tasks[name], tasks[name]["truth"], report["tasks"][name]
@@ -258,13 +327,16 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
         for p in PEERS:
             row[p] = _score(truth, np.array([math.log10(r["peers"][p]) if r["peers"][p] else np.nan
                                              for r in t["rows"]]))
+        row["sweep with one training seed (ceiling)"] = one_seed_sweep(t)
         row["truth"] = {"best_lr": truth.best_lr, "best": truth.best, "band": truth.band,
                         "metric": t["spec"].metric, "planned_steps": t["planned_steps"]}
         row["spread"] = {"rules/lr_find.yaml, 1 test": spread(current[:3])}
-        for mode in modes:
-            lrs = row[f"advisor LOTO ({mode})"]["lrs"]
-            row["spread"][mode] = spread(np.log10(lrs[:3]))
-    rules = [k for k in report["tasks"][names[0]] if k not in ("truth", "spread")]
+        for key in [k for k in row if k.startswith("advisor LOTO")]:
+            row["spread"][key[len("advisor LOTO ("):-1]] = spread(np.log10(row[key]["lrs"][:3]))
+        # cost: the range test against the same number of plain steps (stored beside each curve)
+        ratios = [c["seconds"] / c["plain_seconds"] for k, c in t["curves"].items() if k[1] == 100 and c["plain_seconds"]]
+        row["cost_ratio"] = float(np.median(ratios)) if ratios else None
+    rules = [k for k in report["tasks"][names[0]] if k not in ("truth", "spread", "cost_ratio")]
     for rule in rules:
         rates = [report["tasks"][n][rule]["hits"] / report["tasks"][n][rule]["n"] for n in names]
         report["overall"][rule] = {"mean_task_hit_rate": float(np.mean(rates)),
@@ -313,23 +385,28 @@ def print_report(report: dict) -> None:
     short = {r: r.replace("advisor LOTO ", "").replace("advisor (rules/lr_find.yaml)", "yaml today")
              .replace("torch_lr_finder_steepest", "tlf steepest").replace("fastai_", "fastai ") for r in rules}
     spreads = list(report["tasks"][names[0]]["spread"])
-    print(f"{'task':<25} {'best LR':>7} {'band':>17} " + " ".join(f"{short[r]:>17}" for r in rules)
-          + "   seed spread (max/min of 3): " + " / ".join(spreads))
+    print("columns: " + "; ".join(f"[{i}] {r}" for i, r in enumerate(rules)))
+    print(f"{'task':<25} {'best LR':>7} {'band':>17} " + " ".join(f"{'[' + str(i) + ']':>17}" for i in range(len(rules))))
     for n in names:
         t = report["tasks"][n]
         band = f"{t['truth']['band'][0]:.1e}..{t['truth']['band'][1]:.1e}"
-        cells = " ".join(f"{t[r]['hits']:>9}/{t[r]['n']:<7}" for r in rules)
-        sp = " / ".join(f"{t['spread'][k]:.1f}x" for k in spreads)
-        print(f"{n:<25} {t['truth']['best_lr']:>7.1e} {band:>17} {cells}   {sp}")
+        cells = " ".join(f"{str(t[r]['hits']) + '/' + str(t[r]['n']):>17}" for r in rules)
+        print(f"{n:<25} {t['truth']['best_lr']:>7.1e} {band:>17} {cells}")
     print()
     for r in rules:
         o = report["overall"][r]
         print(f"{r:<36} hit rate {o['mean_task_hit_rate']:.1%} (mean over tasks; {o['hits']}/{o['n']} task-seeds)")
-    for k in spreads:
-        worst = max(report["tasks"][n]["spread"][k] for n in names)
-        within = sum(report["tasks"][n]["spread"][k] <= 2.0 for n in names)
-        print(f"seed spread, {k:<28} worst {worst:.1f}x; within 2x on {within}/{len(names)} tasks")
     print()
+    for k in spreads:
+        values = [report["tasks"][n]["spread"][k] for n in names]
+        within = sum(v <= 2.0 for v in values)
+        print(f"seed spread (max/min of 3 suggestions), {k:<60} median {np.median(values):.1f}x, worst "
+              f"{max(values):.1f}x; within 2x on {within}/{len(names)} tasks")
+    print()
+    ratios = [report["tasks"][n]["cost_ratio"] for n in names if report["tasks"][n]["cost_ratio"]]
+    if ratios:
+        print(f"cost: range test / the same number of plain training steps, median per task: "
+              f"{np.median(ratios):.2f} (worst {max(ratios):.2f}); --repeats 3 runs 3 x 100 steps")
     hs = {k: v for k, v in report["horizon_slopes"].items() if v is not None}
     if hs:
         print(f"within-task horizon slope (decades of the band centre per decade of steps): median "
@@ -346,7 +423,11 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--tasks", nargs="*", help="only these tasks (default: every task with a whole sweep)")
     parser.add_argument("--json", type=Path, help="also write the whole report as JSON")
+    parser.add_argument("--smooth", type=float, default=0.0,
+                        help="read the truth through a Gaussian kernel this wide in decades of LR (e.g. 0.2)")
     args = parser.parse_args(argv)
+    global SMOOTH
+    SMOOTH = args.smooth
     tasks = load(args.results, set(args.tasks) if args.tasks else None)
     if len(tasks) < 2:
         raise SystemExit(f"{args.results}: need at least 2 tasks with a whole sweep, found {len(tasks)}")
