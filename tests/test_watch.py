@@ -104,6 +104,13 @@ def test_odd_values_are_recorded_never_raised() -> None:
     assert mon.findings and mon.diagnosis.epochs == 12
 
 
+def test_map_names_the_column_of_a_role() -> None:
+    mon = Monitor(map={"train_loss": "objective"})
+    for e in range(8):
+        mon.log(epoch=e, objective=1.0 / (e + 1), loss_scale=65536.0)
+    assert mon.diagnosis.columns["train_loss"] == "objective"
+
+
 def test_nothing_judgeable_yet_is_an_error_recorded_not_raised() -> None:
     mon = Monitor()
     assert mon.log(epoch=0, lr=1e-3) == []
@@ -153,6 +160,8 @@ def test_insufficient_data_is_never_announced_and_finish_says_the_rest() -> None
 def test_stop_on_an_unknown_label_fails_at_once() -> None:
     with pytest.raises(InputError, match="stop_on: unknown label 'exploded'"):
         Monitor(stop_on=("exploded",))
+    with pytest.raises(InputError, match="map: unknown role 'loss'"):
+        Monitor(map={"loss": "objective"})
     assert Monitor(stop_on="overfitting").stop_on == ("overfitting",)
     assert Monitor(stop_on=("D101",)).stop_on == ("D101",)
 

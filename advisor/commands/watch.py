@@ -17,23 +17,23 @@ FORMAT_CHOICES = ("auto", "csv", "tsv", "keras", "wandb", "lightning", "hf", "js
 
 EPILOG = """Examples:
 
-  advisor watch train.log                              (a growing log of any format diagnose reads)
+  advisor watch train.log                   (a growing log, any format diagnose reads)
 
   advisor watch lightning_logs/version_3/ --fail-on warning
 
-  advisor watch runs/exp3/ --idle-timeout 600          (a TensorBoard run folder; done after 10 min without news)
+  advisor watch runs/exp3/ --idle-timeout 600
 
-  python train.py 2>&1 | advisor watch -               (the output passed through, findings on stderr)
+  python train.py 2>&1 | advisor watch -    (passed through; findings on stderr)
 
   python train.py 2>&1 | advisor watch - --json > events.jsonl
 
   advisor watch trainer_state.json --fail-on error || kill $TRAIN_PID
 
 Each finding is printed once, with its epoch, when it appears (new), when another rule of its
-label replaces it (changed) and when it goes away (cleared): the same findings `diagnose` gives
-on the log up to that epoch, announced as rules/watch.yaml says (divergence at once; judgements
-that need evidence, like overfitting, once they have held for some epochs). When the input ends
-(the end of a pipe, or --idle-timeout), the diagnosis of the finished log is announced as is.
+label replaces it (changed) and when it goes away (cleared): the findings `diagnose` gives on
+the log up to that epoch, announced as rules/watch.yaml says (divergence at once; overfitting
+once it has held for some epochs). When the input ends (a pipe's end, --idle-timeout), the
+diagnosis of the finished log is announced as it stands.
 """
 
 _FAIL_LEVEL = {"info": 0, "warning": 1, "error": 2}

@@ -159,6 +159,11 @@ class Monitor:
                                      dataset_size=dataset_size, num_classes=num_classes,
                                      current={k: str(v) for k, v in (current or {}).items()})
         self.overrides = dict(map or {})
+        from advisor.ingest.roles import ROLES
+
+        for role in self.overrides:
+            if role not in ROLES:
+                raise InputError(f"map: unknown role '{role}' (roles: {', '.join(ROLES)})")
         self.name = name
         self.settings = settings or watch_settings()
         self.events: list[WatchEvent] = []
