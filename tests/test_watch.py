@@ -105,10 +105,12 @@ def test_odd_values_are_recorded_never_raised() -> None:
 
 
 def test_map_names_the_column_of_a_role() -> None:
-    mon = Monitor(map={"train_loss": "objective"})
+    plain, mapped = Monitor(), Monitor(map={"train_loss": "b"})
     for e in range(8):
-        mon.log(epoch=e, objective=1.0 / (e + 1), loss_scale=65536.0)
-    assert mon.diagnosis.columns["train_loss"] == "objective"
+        for mon in (plain, mapped):
+            mon.log(epoch=e, a=65536.0, b=1.0 / (e + 1))
+    assert plain.findings == [] and "no loss" in plain.error
+    assert mapped.diagnosis.columns["train_loss"] == "b" and mapped.findings
 
 
 def test_nothing_judgeable_yet_is_an_error_recorded_not_raised() -> None:
