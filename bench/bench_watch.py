@@ -3,7 +3,8 @@
     python bench/bench_watch.py cost                       # ms per logged epoch at 1,000 epochs
     python bench/bench_watch.py cost --steps 50            # the same with 50 per-step rows per epoch
     python bench/bench_watch.py corpus fixtures/real       # replay real logs epoch by epoch
-    python bench/bench_watch.py corpus ../shared/corpus --verbose
+    python bench/bench_watch.py corpus ../shared/corpus
+    python bench/bench_watch.py compare fixtures/real      # findings = diagnose on the file cut there
 
 cost: a Monitor fed 1,000 epochs (train and validation loss, accuracy, lr), each log() timed;
 the figure is the mean of the last 100 calls (at ~1,000 epochs logged) and the largest single one.
@@ -85,6 +86,88 @@ def replay(path: Path, on_judgement=None) -> Monitor:
     return mon
 
 
+# --------------------------------------------------------------------------- the same as diagnose
+
+def cut_csv(path: Path, raw):
+    """A function writing the file's first k rows with the columns logged in them so far (a
+    logger writing the file live knows no later names; CSVLogger rewrites its header when one
+    comes), every cell as its own text; None when the data lines are not one row each."""
+    import csv
+
+    from advisor.ingest.readers import _csv_header
+
+    _, sep, title = _csv_header(path)
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    head = lines[:title]
+    table = list(csv.reader([line for line in lines[title:] if line.strip()], delimiter=sep))
+    header, data = table[0], table[1:]
+    if len(data) != raw.n_rows or any(len(r) != len(header) for r in data):
+        return None
+
+    def write(out: Path, k: int) -> None:
+        logged = [j for j in range(len(header)) if any(r[j].strip() for r in data[:k])]
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            fh.writelines(line + "\n" for line in head)
+            w = csv.writer(fh, delimiter=sep, lineterminator="\n")
+            for r in [header, *data[:k]]:
+                w.writerow([r[j] for j in logged])
+    return write
+
+
+def cut_hf(path: Path, raw):
+    history = json.loads(path.read_text(encoding="utf-8"))["log_history"]
+    records = [r for r in history if isinstance(r, dict) and "train_runtime" not in r]
+    if len(records) != raw.n_rows:
+        return None
+    return lambda out, k: out.write_text(json.dumps({"log_history": records[:k]}), encoding="utf-8")
+
+
+def said(findings) -> list[tuple[str, str]]:
+    return [(f.code, f.message) for f in findings]
+
+
+def compare(path: Path, points: int = 8, tmp: Path | None = None) -> tuple[int, list[str]] | None:
+    """Replay `path` and, at up to `points` of its judgements (evenly spread, every one that
+    brought an event, the last), run `diagnose` on the file cut after the rows judged then.
+    Returns (judgements compared, mismatches), or None for a file whose rows are not its lines
+    (console text, JSON lines: their readers' own business)."""
+    import tempfile
+
+    from advisor.advice.diagnosis import diagnose
+
+    raw = raw_table(path)
+    if path.suffix == ".json" and path.parent.name == "hf":
+        cut = cut_hf(path, raw)
+    elif path.suffix in (".csv", ".tsv"):
+        cut = cut_csv(path, raw)
+    else:
+        cut = None
+    if cut is None or not replayable(raw):
+        return None
+    seen: dict[int, tuple] = {}  # rows judged -> (findings said, facts, brought events)
+
+    def judged(mon, i, events):
+        d = mon._diagnosis
+        if d is not None and mon.error is None:
+            seen[mon.judged_rows] = (said(d.diagnoses + d.notes), d.facts, bool(events))
+
+    replay(path, judged)
+    rows = sorted(seen)
+    step = max(1, len(rows) // points)
+    chosen = sorted(set(rows[::step]) | {r for r in rows if seen[r][2]} | set(rows[-1:]))
+    mismatches = []
+    with tempfile.TemporaryDirectory(prefix="advisor-watch-cut-") as folder:
+        out = Path(tmp or folder) / path.name
+        for k in chosen:
+            cut(out, k)
+            report, _ = diagnose([out], {})
+            run = report.runs[-1]
+            if seen[k][0] != said(run.diagnoses + run.notes) or seen[k][1] != run.facts:
+                mismatches.append(f"{path.name} cut after {k} rows: watch {seen[k][0]} / diagnose "
+                                  f"{said(run.diagnoses + run.notes)}")
+    return len(chosen), mismatches
+
+
 # --------------------------------------------------------------------------- cost
 
 def cost(epochs: int = 1000, steps: int = 0, seed: int = 0) -> dict[str, float]:
@@ -149,7 +232,7 @@ def first_blowup(path: Path) -> int | None:
     return min(candidates) if candidates else None
 
 
-def corpus(dirs: list[str], verbose: bool = False) -> dict[str, Any]:
+def corpus(dirs: list[str]) -> dict[str, Any]:
     diverging, healthy, skipped = [], [], []
     for path, entry in labelled_files(dirs):
         expect = set(entry["expect"])
@@ -209,9 +292,11 @@ def main() -> None:
     c = sub.add_parser("cost")
     c.add_argument("--epochs", type=int, default=1000)
     c.add_argument("--steps", type=int, default=0, help="per-step rows logged in each epoch")
+    m = sub.add_parser("compare")
+    m.add_argument("dirs", nargs="+")
+    m.add_argument("--points", type=int, default=8)
     k = sub.add_parser("corpus")
     k.add_argument("dirs", nargs="+")
-    k.add_argument("--verbose", action="store_true")
     args = p.parse_args()
     if args.what == "cost":
         r = cost(args.epochs, args.steps)
@@ -220,7 +305,28 @@ def main() -> None:
               f"average, {r['last100_mean_ms']:.2f} ms at ~{r['epochs']} epochs (mean of the last 100), "
               f"largest {r['max_ms']:.2f} ms")
         return
-    r = corpus(args.dirs, args.verbose)
+    if args.what == "compare":
+        files = [p for d in args.dirs for p in sorted(Path(d).rglob("*"))
+                 if p.is_file() and p.name != "labels.json" and p.suffix in (".csv", ".tsv", ".json")]
+        total = same = 0
+        for path in files:
+            t = time.perf_counter()
+            try:
+                result = compare(path, args.points)
+            except AdvisorError as exc:
+                print(f"  {path.name}: refused ({exc})")
+                continue
+            if result is None:
+                continue
+            n, mismatches = result
+            total += n
+            same += n - len(mismatches)
+            print(f"  {path.name}: {n - len(mismatches)}/{n} judgements as diagnose ({time.perf_counter() - t:.1f} s)")
+            for line in mismatches:
+                print("    " + line)
+        print(f"judgements equal to diagnose on the file cut there: {same}/{total}")
+        return
+    r = corpus(args.dirs)
     print("diverging runs (epochs from the first non-finite or exploded value to `diverged`):")
     for d in r["diverging"]:
         print(f"  {d['file']}: blow-up at {d['blowup_epoch']}, diverged raised at {d['diverged_at']}"
