@@ -136,7 +136,7 @@ class Follower:
     def __init__(self, source: Source, monitor: Monitor, interval: float):
         self.source, self.monitor, self.interval = source, monitor, interval
         self.seen = None
-        self.pending: InputError | None = None
+        self.pending: Exception | None = None
         self.next_read = 0.0
         self.judged = False
 
@@ -151,7 +151,7 @@ class Follower:
         start = time.monotonic()
         try:
             runs = self.source.read()
-        except InputError as exc:
+        except Exception as exc:  # noqa: BLE001 - a log caught mid-write; raised if it stays so
             self.pending = exc
             self.seen = signature
             self.next_read = time.monotonic() + max(self.interval, _BACKOFF * (time.monotonic() - start))
@@ -171,11 +171,14 @@ def follow_path(follower: Follower, emit: Callable[[list[WatchEvent]], bool], id
     """Poll a file or folder until emit() says stop (a finding at --fail-on) or it has not changed
     for idle_timeout seconds; then the log is taken as complete and judged once more."""
     last_change = time.monotonic()
+    last_seen = follower.source.signature()
     said = None
     while True:
         now = time.monotonic()
+        signature = follower.source.signature()
+        if signature != last_seen:  # growing, whether or not a read is due yet
+            last_seen, last_change = signature, now
         if follower.due(now):
-            last_change = now
             if emit(follower.judge()):
                 return
             if follower.pending is not None and str(follower.pending) != said:
