@@ -30,10 +30,14 @@ EPILOG = """Examples:
   advisor lr-find mytask.py:build --optimizer adamw --plot lr.png
   advisor lr-find mypkg.tasks:build --device cuda --repeats 3 --json > lrfind.json
   advisor lr-find mytask.py:build --optimizer sgd --batch-size 128 --end 100
+  advisor lr-find mytask.py:build --epochs 30          # lowered for a 30-epoch run
+  advisor lr-find mytask.py:build --epochs 30 --method sweep   # successive halving, ~5 runs
   advisor plan --budget 20h --trial-time 20m --lr-from lrfind.json
 
 A task is a function build(hp) returning advisor.Task(model, train_loader, val_loader, loss_fn,
-metric); hp carries batch_size when --batch-size is given. The model, the optimizer, the RNG
+metric); hp carries batch_size when --batch-size is given. By default three range tests are
+read off their mean curve (rules/lr_find.yaml sweep.repeats); the planned length (--epochs, or
+the task's own `epochs`) lowers the answer for runs longer than the test. The model, the optimizer, the RNG
 states and batch-norm statistics are restored after the test.
 """
 

@@ -77,7 +77,7 @@ def load(results: Path, only=None):
         seeds = max(len(v) for v in by_lr.values())
         if len(by_lr) < 15 or any(len(v) < seeds for v in by_lr.values()):
             continue  # a task whose sweep is not complete yet
-        if not all((s, 100) in curves[name] for s in RT_SEEDS):
+        if not all((s, 100) in curves[name] for s in RT_SEEDS):  # the first nine
             continue
         out[name] = {"spec": spec, "by_lr": {lr: [h[-1] for h in hs] for lr, hs in by_lr.items()},
                      "histories": dict(by_lr), "curves": curves[name],
@@ -150,15 +150,16 @@ def features(task: dict, settings) -> dict:
 
 
 def group_features(task: dict, settings, size: int = 3) -> list[dict]:
-    """Per group of `size` range tests: the estimators read off their mean curve."""
+    """Per group of `size` range tests (three groups): the suggestion read off their mean curve."""
     rows = []
-    for i in range(0, len(RT_SEEDS) - size + 1, size):
-        cs = [task["curves"][(seed, 100)] for seed in RT_SEEDS[i:i + size]]
+    seeds = [100 + k for k in range(3 * size)]
+    for i in range(0, len(seeds), size):
+        cs = [task["curves"][(seed, 100)] for seed in seeds[i:i + size]]
         curves = [LF.Curve(lrs=c["lrs"], losses=[math.nan if v is None else v for v in c["losses"]], smoothed=[],
                            iters=c["iters"], start=c["lrs"][0], end=10.0, diverged=c["diverged"],
                            stop_reason=c["stop_reason"], seconds=c["seconds"]) for c in cs]
         s = LF.combine_curves(curves, settings).suggestion  # as `advisor lr-find --repeats 3` reads them
-        rows.append({"seeds": RT_SEEDS[i:i + size], "estimators": s.estimators, "verdict": s.verdict,
+        rows.append({"seeds": seeds[i:i + size], "estimators": s.estimators, "verdict": s.verdict,
                      "suggested_lr": s.suggested_lr, "confidence": s.confidence, "notes": s.notes})
     return rows
 
@@ -200,6 +201,7 @@ MODES = {  # how the default reads its range tests
     "1 test": "one range test",
     "median of 3": "--repeats 3, the median of the three suggestions",
     "mean curve of 3": "--repeats 3, the suggestion read off the mean of the three curves",
+    "mean curve of 6": "--repeats 6 (needs 18 stored range tests per task)",
 }
 
 
@@ -280,7 +282,13 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
         task["truth"] = Truth(task["by_lr"], task["spec"].metric, SMOOTH)
         task["rows"] = features(task, settings)
         task["groups"] = group_features(task, settings)
-    pre = {mode: {name: {w: centres(t["groups" if mode == "mean curve of 3" else "rows"], WEIGHT_SETS[w], outlier)
+    if all((117, 100) in t["curves"] for t in tasks.values()):
+        for task in tasks.values():
+            task["groups6"] = group_features(task, settings, 6)
+    else:
+        modes = tuple(m for m in modes if m != "mean curve of 6")
+    source = {"mean curve of 3": "groups", "mean curve of 6": "groups6"}
+    pre = {mode: {name: {w: centres(t[source.get(mode, "rows")], WEIGHT_SETS[w], outlier)
                          for w in WEIGHT_SETS} for name, t in tasks.items()} for mode in modes}
     names = sorted(tasks)
     slopes = horizon_evidence(tasks)
@@ -298,6 +306,9 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
                                                    ("1 test", "yaml+slope")]
     labels = {None: "", "within": ", within-task slope", "family": ", within-task slope, offset per optimizer family",
               "yaml": ", yaml estimator", "yaml+slope": ", yaml estimator, within-task slope"}
+    repeats = settings.sweep.repeats
+    default = f"mean curve of {repeats}" if repeats > 1 and f"mean curve of {repeats}" in modes else "1 test"
+    report["default"] = default
     for mode, how in variants:
         key = f"advisor LOTO ({mode}{labels[how]})"
         report["fits"][key] = {}
@@ -312,7 +323,7 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
             row = report["tasks"].setdefault(name, {})
             row[key] = {"hits": int(truth.hit(logs).sum()), "n": len(logs),
                         "lrs": [float(f"{10 ** v:.3g}") for v in logs], "params": params}
-            if how is None and mode == "mean curve of 3":  # the default (rules/lr_find.yaml)
+            if how is None and mode == default:  # --method sweep centres on the default's answer
                 row["advisor --method sweep (LOTO)"] = halving(tasks[name], logs)
             report["fits"][key][name] = params
         slope = within(names) if how in ("within", "family", "yaml+slope") else ([0.0] if how == "yaml" else None)
