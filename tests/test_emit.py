@@ -109,7 +109,7 @@ def test_optuna_script_runs_a_toy_objective(key: str, tmp_path) -> None:
     pruner = make_pruner(space, module.EPOCHS)
     assert type(module.make_pruner()) is type(pruner) and _settings(module.make_pruner()) == _settings(pruner)
     expected = {"none": "NopPruner", "median": "MedianPruner", "patient": "PatientPruner",
-                "hyperband": "HyperbandPruner"}[plan.pruner.type]
+                "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner"}[plan.pruner.type]
     assert type(pruner).__name__ == expected
     # the baseline is trial 0, exactly
     if plan.baseline:
@@ -160,8 +160,8 @@ def test_optuna_script_placeholder_objective_says_what_to_do(tmp_path) -> None:
     assert "NotImplementedError" in proc.stderr and "fill in objective" in proc.stderr
     assert not (tmp_path / "advisor-plan.db").exists()  # nothing was created before the objective exists
     source = path.read_text()
-    for text in ("MaxTrialsCallback", "enqueue_trial", "QMCSampler(", "MedianPruner(", "n_warmup_steps=",
-                 "n_startup_trials=", "import optuna"):
+    for text in ("MaxTrialsCallback", "enqueue_trial", "QMCSampler(", "SuccessiveHalvingPruner(", "min_resource=",
+                 "reduction_factor=", "import optuna"):
         assert text in source
     assert "advisor" not in {line.split()[1] for line in source.splitlines() if line.startswith("import ")}
 

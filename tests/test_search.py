@@ -261,7 +261,7 @@ def test_demo_runs_end_to_end(cli, tmp_path, monkeypatch) -> None:
     assert r.code == 0, r.err
     doc = one_json(r.out)
     assert doc["task"] == "demo" and doc["trials"]["total"] == 8 and doc["best"]["value"] > 0.8
-    assert doc["strategy"] == "random" and doc["pruner"]["type"] == "MedianPruner"
+    assert doc["strategy"] == "random" and doc["pruner"]["type"] == "SuccessiveHalvingPruner"  # rule P202
     assert set(doc["best"]["params"]) == {"learning_rate", "weight_decay", "dropout", "batch_size"}
     assert (tmp_path / "advisor-search.db").is_file()
 

@@ -247,7 +247,7 @@ class SamplerPlan(BaseModel):
 
 
 class PrunerPlan(BaseModel):
-    type: Literal["none", "median", "hyperband", "patient"]
+    type: Literal["none", "median", "hyperband", "patient", "successive_halving"]
     cost_share: float = 1.0            # what a configuration costs, as a share of a full trial
     n_startup_trials: int | None = None
     n_warmup_steps: int | None = None
@@ -791,7 +791,7 @@ def build_plan(inp: PlanInput) -> Plan:
     else:
         n_configs = max(1, min(int(band["configs"]), int(math.floor(affordable / cost_share))))
 
-    pruner = _pruner(pruner_type, inp.epochs, cost_share)
+    pruner = _pruner(pruner_type, inp.epochs, cost_share, n_configs)
     sampler = _sampler(strategy, n_configs, workers, bool(concluded.get("quasi_random")))
     phases = _phases(strategy, n_configs, top_k, seeds, inp.trial_hours, cost_share, sampler, grid, params)
     gpu_hours = sum(ph.gpu_hours for ph in phases)
@@ -830,7 +830,7 @@ def build_plan(inp: PlanInput) -> Plan:
     return plan
 
 
-def _pruner(kind: str, epochs: int | None, cost_share: float) -> PrunerPlan:
+def _pruner(kind: str, epochs: int | None, cost_share: float, n_configs: int = 0) -> PrunerPlan:
     p = tables()["budget"]["pruner"]
     e = epochs or int(p["assumed_epochs"])
     plan = PrunerPlan(type=kind, cost_share=cost_share, epochs_assumed=epochs is None and kind != "none")
@@ -844,6 +844,10 @@ def _pruner(kind: str, epochs: int | None, cost_share: float) -> PrunerPlan:
         plan.min_resource = max(1, round(p["min_resource_share"] * e))
         plan.max_resource = e
         plan.reduction_factor = int(p["reduction_factor"])
+    if kind == "successive_halving":
+        sha = p["successive_halving"]
+        plan.min_resource = max(1, round(sha["min_resource_share"] * e))
+        plan.reduction_factor = int(sha["reduction_factor"])
     return plan
 
 

@@ -35,7 +35,9 @@ def to_space(plan: Plan) -> Space:
     pruner = Pruner(type=pr.type, n_startup_trials=pr.n_startup_trials, n_warmup_steps=pr.n_warmup_steps,
                     patience=pr.patience,
                     **({"min_resource": pr.min_resource, "max_resource": pr.max_resource,
-                        "reduction_factor": pr.reduction_factor} if pr.type == "hyperband" else {}))
+                        "reduction_factor": pr.reduction_factor} if pr.type == "hyperband" else
+                       {"min_resource": pr.min_resource, "reduction_factor": pr.reduction_factor}
+                       if pr.type == "successive_halving" else {}))
     phases = {ph.name: ph.configs for ph in plan.phases if ph.name in ("explore", "refine", "grid", "manual")}
     extra: dict[str, Any] = {
         "sampler": {"type": plan.sampler.type, **plan.sampler.args},
