@@ -7,12 +7,13 @@
 For each task and seed (the same trainer, space and training seeds for every method):
 
   advisor      the planned search (advisor.act.search, the plan of `advisor search --demo`:
-               learning rate, weight decay, dropout, batch size; quasi-random sampling, median
-               pruning, the baseline first), run until it has spent the epoch budget B
+               learning rate, weight decay, dropout, batch size; the plan's sampler and pruner,
+               the baseline first, explore then refine): the configurations the plan buys with B
+               epochs (N / the pruner's cost share), and never more than B epochs
   tpe          Optuna's default TPESampler(seed) without pruning: B / E full trials
   grid         a grid of the same trial count (cell centres on each parameter's own scale:
                3 learning rates x 2 x 2 x 2 = 24), without pruning
-  unpruned     advisor's planned search with pruning switched off, B / E trials
+  unpruned     advisor's planned search (explore + refine) with pruning switched off, B / E trials
   pruned@N     advisor's planned search with pruning, the same B / E trials: the epochs it
                spends against `unpruned` is what pruning saves (goal: at least half)
   tpe+prune    for reference, not a plan advisor makes for this budget: the same space and median
@@ -128,15 +129,29 @@ def grid_space(space: Space, levels: dict[str, int]) -> Space:
     return Space.model_validate({**space.to_yaml_dict(), "strategy": "grid", "params": params, "pruner": {"type": "none"}})
 
 
-def spec_for(task: str, space: Space, trials: int, epochs: int, seed: int, baseline: bool = True) -> S.SearchSpec:
+def spec_for(task: str, space: Space, trials: int, epochs: int, seed: int, baseline: bool = True,
+             phased: bool = False) -> S.SearchSpec:
+    """The search's spec; `phased`: explore then refine, split as the plan splits its configurations."""
+    from advisor.act.search.phases import split_trials
+
+    planned = (getattr(space, "model_extra", None) or {}).get("phases") or {}
+    phases = split_trials(trials, planned.get("explore"), planned.get("refine")) if phased else []
     return S.SearchSpec(task=task, space=space.to_yaml_dict(), trials=trials, epochs=epochs, seed=seed, top_k=0,
                         direction=TASKS[task], baseline=space.baseline if baseline else None,
-                        fixed={k: v for k, v in space.fixed.items() if k != "epochs"})
+                        fixed={k: v for k, v in space.fixed.items() if k != "epochs"}, phases=phases)
+
+
+def planned_trials(space: Space, n: int) -> int:
+    """The configurations the plan buys with the epochs of n full trials under its pruner."""
+    from advisor.advice.plan import tables
+
+    share = float(tables()["budget"]["pruning_cost_share"][space.pruner.type])
+    return max(n, round(n / share))
 
 
 def run_advisor(task: str, space: Space, trials: int, epochs: int, seed: int, epoch_budget=None,
-                baseline: bool = True) -> dict:
-    spec = spec_for(task, space, trials, epochs, seed, baseline)
+                baseline: bool = True, phased: bool = False) -> dict:
+    spec = spec_for(task, space, trials, epochs, seed, baseline, phased)
     search = S.Search(spec, "memory", f"{task}-{seed}", optuna.storages.InMemoryStorage(),
                       runner=make_runner(task), epoch_budget=epoch_budget)
     study = search.create()
@@ -189,11 +204,13 @@ def bench(task: str, seed: int, n: int, epochs: int) -> dict[str, dict]:
     grid = grid_space(space, {"learning_rate": 3, "weight_decay": 2, "dropout": 2, "batch_size": 2})
     out = {}
     t0 = time.perf_counter()
-    out["advisor"] = run_advisor(task, space, 10 * n, epochs, seed, epoch_budget=budget)
+    # the planned search: explore then refine over the configurations the plan buys, within B epochs
+    out["advisor"] = run_advisor(task, space, planned_trials(space, n), epochs, seed, epoch_budget=budget,
+                                 phased=True)
     out["tpe"] = run_plain(task, space, optuna.samplers.TPESampler(seed=seed), n, epochs, seed)
     out["grid"] = run_advisor(task, grid, n, epochs, seed, baseline=False)  # exactly N grid points
-    out["unpruned"] = run_advisor(task, unpruned_space, n, epochs, seed)
-    out["pruned@N"] = run_advisor(task, space, n, epochs, seed)
+    out["unpruned"] = run_advisor(task, unpruned_space, n, epochs, seed, phased=True)
+    out["pruned@N"] = run_advisor(task, space, n, epochs, seed, phased=True)
     bayes = Space.model_validate({**space.to_yaml_dict(), "strategy": "bayesian",
                                   "sampler": {"type": "TPESampler", "n_startup_trials": 10}})
     out["tpe+prune"] = run_advisor(task, bayes, 10 * n, epochs, seed, epoch_budget=budget)
