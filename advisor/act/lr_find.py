@@ -22,7 +22,8 @@ stable, and `advisor plan --lr-from FILE` reads ``suggested_lr``, ``range`` and 
     verdict         "ok" | "never-diverged" | "flat" | "too-few-points" | "too-noisy"
     message         one line: what the verdict means for this curve
     advice          one line: what to do (empty when the verdict is ok)
-    notes           other verdict codes that also apply, weaker than `verdict`
+    notes           other verdict codes that also apply, weaker than `verdict`; "seed-sensitive"
+                    when the repeats disagree so much that other seeds may move the answer 2x
     estimators      {"valley", "steepest", "minimum", "converging"}: each estimator's LR or null
                     (minimum is already divided by 10, converging by 3.5)
     peers           the published rules on the same curve: {"fastai_valley", "fastai_minimum",
