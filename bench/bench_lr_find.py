@@ -12,7 +12,9 @@ For each small task (different kinds, different optimizers):
    best LR is the grid point with the best mean.
 2. one range test per seed (default settings: 1e-7 .. 10, 100 steps), and on that same curve:
    advisor's suggestion (one run), fastai's valley and minimum/10, torch-lr-finder's steepest
-   gradient; plus advisor with --repeats 3 (the three curves combined).
+   gradient; plus advisor with --repeats 3 (the median of the three answers), and advisor's
+   default as `advisor lr-find --epochs E` gives it (rules/lr_find.yaml's repeats read off their
+   mean curve, lowered for the task's planned steps).
 3. each rule's LR trained with the same protocol as the sweep (the per-seed suggestion with that
    seed); its mean metric against the sweep's best.
    Good band: within 1 point of accuracy, or 2% relative loss, of the sweep's best.
@@ -44,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from advisor.act.cli_lr_find import _progress  # noqa: E402
 from advisor.act.demo import TensorLoader, digits_tensors  # noqa: E402
-from advisor.act.lr_find import (combine, cycle, forward, make_optimizer, range_test,  # noqa: E402
+from advisor.act.lr_find import (apply_horizon, combine, combine_curves, cycle, forward,  # noqa: E402
+                                 horizon_correction, load_settings, make_optimizer, range_test,
                                  seed_everything, split_batch)
 from advisor.act.task import Task  # noqa: E402
 
@@ -247,6 +250,17 @@ def run_task(name: str, seeds: list[int], log) -> dict:
         "minimum/10": [s.peers["fastai_minimum"] for s in sugg],
     }
     combined = combine(sugg).suggestion.suggested_lr
+    # the default of `advisor lr-find --epochs E`: rules/lr_find.yaml's repeats read off their
+    # mean curve, lowered for the planned length
+    repeats = load_settings().sweep.repeats
+    default_curves = curves[:repeats]
+    for r in range(len(default_curves), repeats):
+        seed_everything(1000 + r)
+        task = builder({})
+        default_curves.append(range_test(task.model, task.train_loader, task.loss_fn, optimizer_name=optimizer))
+    planned = epochs * len(builder({}).train_loader)
+    default = apply_horizon(combine_curves(default_curves).suggestion,
+                            horizon_correction(planned, default_curves[0].iters))
     rows = []
     cache: dict[tuple[float, int], float] = {}
 
@@ -263,8 +277,11 @@ def run_task(name: str, seeds: list[int], log) -> dict:
         verdicts = [x.verdict for x in sugg] if rule == "advisor" else None
         rows.append(_row(rule, lrs, values, best_lr, best, metric, verdicts))
     values = [score(combined, s) for s in seeds]
-    rows.append(_row("advisor --repeats 3", [combined], values, best_lr, best, metric,
+    rows.append(_row("advisor --repeats 3 (median)", [combined], values, best_lr, best, metric,
                      [combine(sugg).suggestion.verdict]))
+    values = [score(default.suggested_lr, s) for s in seeds]
+    rows.append(_row("advisor default (--epochs)", [default.suggested_lr], values, best_lr, best, metric,
+                     [default.verdict]))
 
     # cost: range test vs the same number of plain steps, alternated
     ratios, rt_times, plain_times = [], [], []
@@ -315,17 +332,17 @@ def print_report(results: list[dict], seconds: float) -> None:
             print(f"{'':<21} {row['rule']:<25} {lr:>9} {ratio:>6} {metric} {r['best']:>8.4f} "
                   f"{dtxt:>8}  {'yes' if row['in_band'] else 'NO'}")
     print()
-    print("advisor against the best peer (single range test per seed):")
+    print("advisor's default (rules/lr_find.yaml repeats, mean curve, horizon) against the best peer:")
     ok_all = True
     for r in results:
         rows = {row["rule"]: row for row in r["rows"]}
-        adv = rows["advisor"]["metric"]
+        adv = rows["advisor default (--epochs)"]["metric"]
         peers = [rows[k]["metric"] for k in ("fastai valley", "torch-lr-finder steepest", "minimum/10")]
         best_peer = max(peers) if r["metric"] == "accuracy" else min(peers)
         # "behind": worse than the best peer by more than half the band (0.5 point / 1%)
         tol = 0.005 if r["metric"] == "accuracy" else 0.01 * r["best"]
         behind = better(r["metric"], best_peer, adv) and abs(best_peer - adv) > tol
-        band = rows["advisor"]["in_band"]
+        band = rows["advisor default (--epochs)"]["in_band"]
         ok_all &= band and not behind
         print(f"  {r['task']:<21} in band: {'yes' if band else 'NO '}   best peer {best_peer:.4f}  advisor {adv:.4f}"
               f"  {'behind' if behind else 'not behind'}")
