@@ -366,7 +366,8 @@ def _render(report, console) -> None:
     if rp["n"] > 1:
         lrs = ", ".join(f"{v:.2e}" if v else "-" for v in rp["suggested_lrs"])
         spread = f"spread {rp['spread']:.2g}x" if rp["spread"] else "no spread"
-        console.print(f"repeats: {rp['n']} (seeds {rp['seeds'][0]}..{rp['seeds'][-1]}): {lrs}; {spread}")
+        console.print(f"repeats: {rp['n']} (seeds {rp['seeds'][0]}..{rp['seeds'][-1]}, read off their mean curve; "
+                      f"{rp['n']} x {report.sweep['iters']} training steps at most): {lrs}; {spread}")
     sw = report.sweep
     console.print(f"sweep {sw['start']:.0e} .. {sw['end']:.0e}, {sw['steps']}/{sw['iters']} steps "
                   f"({sw['stop_reason']}), optimizer {report.optimizer['name']}, on {report.device}"
