@@ -345,7 +345,8 @@ def evaluate(tasks: dict, settings, modes=tuple(MODES)) -> dict:
         for key in [k for k in row if k.startswith("advisor LOTO")]:
             row["spread"][key[len("advisor LOTO ("):-1]] = spread(np.log10(row[key]["lrs"][:3]))
         # cost: the range test against the same number of plain steps (stored beside each curve)
-        ratios = [c["seconds"] / c["plain_seconds"] for k, c in t["curves"].items() if k[1] == 100 and c["plain_seconds"]]
+        ratios = [c["seconds"] / c["plain_seconds"] for k, c in t["curves"].items()
+                  if k[1] == 100 and c["plain_seconds"]]
         row["cost_ratio"] = float(np.median(ratios)) if ratios else None
     rules = [k for k in report["tasks"][names[0]] if k not in ("truth", "spread", "cost_ratio")]
     for rule in rules:
@@ -397,7 +398,8 @@ def print_report(report: dict) -> None:
              .replace("torch_lr_finder_steepest", "tlf steepest").replace("fastai_", "fastai ") for r in rules}
     spreads = list(report["tasks"][names[0]]["spread"])
     print("columns: " + "; ".join(f"[{i}] {r}" for i, r in enumerate(rules)))
-    print(f"{'task':<25} {'best LR':>7} {'band':>17} " + " ".join(f"{'[' + str(i) + ']':>17}" for i in range(len(rules))))
+    heads = " ".join(f"{'[' + str(i) + ']':>17}" for i in range(len(rules)))
+    print(f"{'task':<25} {'best LR':>7} {'band':>17} {heads}")
     for n in names:
         t = report["tasks"][n]
         band = f"{t['truth']['band'][0]:.1e}..{t['truth']['band'][1]:.1e}"
