@@ -407,6 +407,51 @@ def summarize(results: list[tuple], budgets: list[int]) -> dict:
     return table
 
 
+GROUPS = (("1-2", (1, 2)), ("3-4", (3, 4)), ("5+", (6, 8)))
+
+
+def matrix(results: list[tuple]) -> str:
+    """The strategy matrix the measurements give: within each (task, seed, N), methods ranked by
+    the chosen configuration's true value (1 = best; ties share a rank), averaged over the tasks of
+    a parameter-count group and the seeds. Two views: the samplers with no pruning (the strategy),
+    and the pruners (for each sampler, at equal epochs)."""
+    from collections import defaultdict
+
+    cells = defaultdict(dict)
+    for task, inst, method, n, r in results:
+        if r.get("chosen") is not None and task in TASKS:
+            cells[(task, inst, n)][method] = r["chosen"]
+
+    def ranks(by: dict) -> dict:
+        values = sorted(by.values())
+        return {m: 1 + sum(v < by[m] - 1e-12 for v in values) for m in by}
+
+    def view(keep, name) -> list[str]:
+        agg = defaultdict(list)
+        for (task, inst, n), by in cells.items():
+            sub = {m: v for m, v in by.items() if keep(m)}
+            if len(sub) < 2:
+                continue
+            dim = len(TASKS[task][0])
+            group = next(g for g, dims in GROUPS if dim in dims)
+            for m, r in ranks(sub).items():
+                agg[(group, n, m)].append(r)
+        out = [name]
+        for g, _ in GROUPS:
+            for n in sorted({k[1] for k in agg}):
+                rows = sorted(((m, statistics.fmean(v)) for (gg, nn, m), v in agg.items() if gg == g and nn == n),
+                              key=lambda x: x[1])
+                if rows:
+                    out.append(f"  {g:4} params  N={n:<4} " + ", ".join(f"{m} {v:.2f}" for m, v in rows))
+        return out
+
+    lines = view(lambda m: m.endswith("/none"), "Strategies without pruning: mean rank (1 = best)")
+    for sampler in ("qmc", "tpe", "qmc+refine", "tpe+refine"):
+        lines += view(lambda m, s=sampler: m.split("/")[0] == s, f"{sampler}: pruners at equal epochs, mean rank")
+    lines += view(lambda m: True, "Every method: mean rank")
+    return "\n".join(lines)
+
+
 def report(results: list[tuple], budgets: list[int]) -> str:
     from collections import defaultdict
 
@@ -431,12 +476,8 @@ def report(results: list[tuple], budgets: list[int]) -> str:
                 f = lambda k: statistics.fmean(v[k]) if v[k] else float("nan")  # noqa: E731
                 lines.append(f"  {m:22} {f('chosen'):8.4f} {f('best'):8.4f} {f('epochs'):7.0f} {f('trials'):7.1f} "
                              f"{f('seconds'):6.2f}")
-    lines.append("\nMean rank by chosen value (1 = best), per number of parameters and budget:")
-    table = summarize(results, budgets)
-    for cell in sorted(table, key=lambda c: (int(c.split()[0]) if c.split()[0].isdigit() else 0,
-                                             int(c.rsplit("=", 1)[1]))):
-        ranked = sorted(table[cell].items(), key=lambda kv: kv[1])
-        lines.append(f"  {cell:18} " + ", ".join(f"{m} {r:g}" for m, r in ranked[:6]))
+    lines.append("")
+    lines.append(matrix(results))
     return "\n".join(lines)
 
 
@@ -455,7 +496,13 @@ def main(argv=None) -> int:
     ap.add_argument("--savings", nargs="*", default=None, metavar="VARIANT",
                     help=f"what pruning saves, same N trials (variants: {', '.join(PRUNER_VARIANTS)}; none named: all)")
     ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--matrix", nargs="+", type=Path, default=None, metavar="JSON",
+                    help="print the strategy matrix of saved results (several files are merged)")
     args = ap.parse_args(argv)
+    if args.matrix:
+        merged = [tuple(r) for f in args.matrix for r in json.loads(f.read_text())["results"]]
+        print(matrix(merged))
+        return 0
     if args.quick:
         args.tasks, args.seeds, args.budgets = ["curve-2", "curve-4"], 1, [12]
     tasks = args.tasks or (["digits", "friedman"] if args.real else list(TASKS))

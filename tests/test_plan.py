@@ -62,10 +62,12 @@ SCENARIOS = [
      dict(strategy={"manual"}, params=["learning_rate"], configs=(3, 5), top_k=0, pruner="none",
           codes={"P001", "P101"})),
     ("50h-4-params", ["--budget", "50h", "--trial-time", "30m", "--params", "lr,bs,wd,warmup"],
-     dict(strategy={"random"}, n_params=4, configs=(80, 100), top_k=5, seeds=3, pruner="successive_halving",
-          codes={"P003", "P103", "P110", "P202"})),
+     dict(strategy={"bayesian"}, n_params=4, configs=(80, 100), top_k=5, seeds=3, pruner="successive_halving",
+          codes={"P003", "P104", "P202"})),  # bench_strategies: Bayesian from ~20 configurations
     ("50h-chosen", ["--budget", "50h", "--trial-time", "30m"],
-     dict(strategy={"random"}, n_params=4, configs=(80, 100), top_k=5, seeds=3, codes={"P003", "P103"})),
+     dict(strategy={"bayesian"}, n_params=4, configs=(80, 100), top_k=5, seeds=3, codes={"P003", "P104"})),
+    ("300h-20h-trials", ["--budget", "300h", "--trial-time", "20h", "--params", "lr,bs,wd,warmup"],
+     dict(strategy={"random"}, n_params=4, configs=(13, 40), top_k=1, codes={"P004", "P103", "P105", "P110"})),
     ("300h-5-params", ["--budget", "300h", "--trial-time", "1h", "--params", "lr,bs,wd,warmup,dropout"],
      dict(strategy={"bayesian"}, n_params=5, configs=(200, 300), top_k=5, seeds=3,
           codes={"P004", "P104", "P420"})),
@@ -175,7 +177,7 @@ def test_band_table_agrees_with_band_rules() -> None:
 # --------------------------------------------------------------------------- ranges and coupling
 
 def test_weight_decay_is_log_with_a_positive_floor_and_zero() -> None:
-    plan = plan_json("--budget", "50h", "--trial-time", "30m", *ONE_GPU, "--params", "lr,wd", "--optimizer", "sgd")
+    plan = plan_json("--budget", "8h", "--trial-time", "30m", *ONE_GPU, "--params", "lr,wd", "--optimizer", "sgd")
     wd = next(p for p in plan["params"] if p["name"] == "weight_decay")
     assert wd["log"] and wd["low"] > 0 and wd["zero"] is True
     assert "P315" in codes(plan)
@@ -328,7 +330,7 @@ def test_lower_lr_range_respects_fine_tuning_scale() -> None:
 def test_terminal_output_shows_decisions_and_reasons() -> None:
     res = run_cli("plan", "--budget", "50h", "--trial-time", "30m", *ONE_GPU)
     assert res.code == 0 and res.err == ""
-    for text in ("random search", "learning_rate", "explore", "refine", "final", "successive_halving", "P103",
+    for text in ("Bayesian optimization", "learning_rate", "explore", "refine", "final", "successive_halving", "P104",
                  "Stop when"):
         assert text in res.out
 

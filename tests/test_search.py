@@ -261,7 +261,8 @@ def test_demo_runs_end_to_end(cli, tmp_path, monkeypatch) -> None:
     assert r.code == 0, r.err
     doc = one_json(r.out)
     assert doc["task"] == "demo" and doc["trials"]["total"] == 8 and doc["best"]["value"] > 0.8
-    assert doc["strategy"] == "random" and doc["pruner"]["type"] == "SuccessiveHalvingPruner"  # rule P202
+    assert doc["strategy"] == "bayesian" and doc["pruner"]["type"] == "SuccessiveHalvingPruner"  # P104, P202
+    assert [ph["name"] for ph in doc["phases"]] == ["explore", "refine", "final"]
     assert set(doc["best"]["params"]) == {"learning_rate", "weight_decay", "dropout", "batch_size"}
     assert (tmp_path / "advisor-search.db").is_file()
 

@@ -733,7 +733,8 @@ def build_plan(inp: PlanInput) -> Plan:
 
     # Pass 2: every decision, with the parameters and what the budget affords.
     facts.update({
-        "n_params": len(names), "band_params": int(band["params"]), "affordable_configs": affordable,
+        "n_params": len(names), "band_params": int(band["params"]), "band_configs": int(band["configs"]),
+        "affordable_configs": affordable,
         "optimizer_searched": "optimizer" in names, "batch_size_searched": "batch_size" in names,
         "warmup_searched": "warmup" in names, "weight_decay_searched": "weight_decay" in names,
         "lr_added_for_coupling": lr_added,
