@@ -14,7 +14,8 @@ from advisor.space import Space
 VARIANTS = {"none": {"type": "none"},
             "median-5/1": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
             "sha-1/2": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
-            "sha-1/3": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}}
+            "sha-1/3": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
+            "sha-1/4": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
 n, epochs = int(sys.argv[1]), 12
 if len(sys.argv) > 3: VARIANTS = {k: v for k, v in VARIANTS.items() if k in sys.argv[3].split(",")}
 seeds = int(sys.argv[2])
