@@ -445,8 +445,11 @@ def _stopped_mid_trial(tmp_path: Path, monkeypatch, at: int, *args: str) -> tupl
     monkeypatch.delenv("ADVISOR_TEST_MID_TRIAL", raising=False)  # the resume in this process runs freely
     monkeypatch.delenv("ADVISOR_TEST_DELAY", raising=False)
     env = {**os.environ, "ADVISOR_TEST_MID_TRIAL": str(marker), "PYTHONPATH": str(ROOT)}
+    # A shell runs a background job with SIGINT ignored, and a child inherits that (Python then
+    # installs no KeyboardInterrupt): the search gets Ctrl-C as a user's terminal would deliver it.
     proc = subprocess.Popen([sys.executable, "-c", KILLER, "search", f"{task}:objective", *args],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
