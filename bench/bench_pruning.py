@@ -3,6 +3,7 @@ pruned by each variant against the same search unpruned, N trials of 12 epochs.
 
     python bench/bench_pruning.py 24 3                 # N=24, 3 seeds, every variant: bench/results/pruning-real-24.txt
     python bench/bench_pruning.py 60 3 none,sha-1/3    # bench/results/pruning-real-60.txt
+    python bench/bench_pruning.py 60 3 none,sha-1/4,sha-1/5,sha-1/6   # bench/results/pruning-real-tpe-60-3seeds.txt
 """
 import sys, statistics, json, time
 from pathlib import Path
@@ -15,7 +16,9 @@ VARIANTS = {"none": {"type": "none"},
             "median-5/1": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
             "sha-1/2": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
             "sha-1/3": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
-            "sha-1/4": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
+            "sha-1/4": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4},
+            "sha-1/5": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 5},
+            "sha-1/6": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 6}}
 n, epochs = int(sys.argv[1]), 12
 if len(sys.argv) > 3: VARIANTS = {k: v for k, v in VARIANTS.items() if k in sys.argv[3].split(",")}
 seeds = int(sys.argv[2])
