@@ -92,7 +92,9 @@ def watch(
     """Follow a run while it trains: its findings as they appear, change and go away."""
     from advisor.render.watch import event_line
     from advisor.units import parse_assignments
-    from advisor.watch.follow import STDIN, Follower, PathSource, SpoolSource, follow_path, follow_stdin
+    from advisor.watch.follow import (
+        STDIN, Follower, PathSource, SpoolSource, follow_path, follow_stdin, wait_for_log,
+    )
     from advisor.watch.monitor import Monitor
 
     if format not in FORMAT_CHOICES:
@@ -147,6 +149,7 @@ def watch(
             finally:
                 source.close()
         else:
+            wait_for_log(Path(path), idle_timeout, interval, waiting)
             follow_path(Follower(PathSource(Path(path), fmt, overrides, analysis), mon, interval), emit,
                         idle_timeout, waiting)
     except KeyboardInterrupt:

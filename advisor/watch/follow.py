@@ -166,6 +166,30 @@ class Follower:
         return events
 
 
+def wait_for_log(path: Path, idle_timeout: float | None, interval: float, waiting: Callable[[str], None]) -> None:
+    """Watch started before the training wrote its log: wait for the file (or the log inside a
+    run folder) to appear, as long as the folder it will be in exists (a mistyped folder is an
+    error at once) and no longer than --idle-timeout."""
+    from advisor.ingest.readers import resolve_path
+
+    folder = path if path.is_dir() else path.parent
+    started, said = time.monotonic(), False
+    while True:
+        try:
+            resolve_path(path)
+            return
+        except InputError:
+            if not folder.is_dir() or (path.exists() and not path.is_dir()):
+                raise  # nothing will appear there, or the file exists and is not a log (a FIFO ...)
+            if idle_timeout is not None and time.monotonic() - started >= idle_timeout:
+                raise InputError(f"{path}: no training log appeared within --idle-timeout "
+                                 f"{idle_timeout:g} s") from None
+        if not said:
+            waiting("no log there yet (the training has not written it; Ctrl-C to stop)")
+            said = True
+        time.sleep(min(interval, 0.5))
+
+
 def follow_path(follower: Follower, emit: Callable[[list[WatchEvent]], bool], idle_timeout: float | None,
                 waiting: Callable[[str], None]) -> None:
     """Poll a file or folder until emit() says stop (a finding at --fail-on) or it has not changed
