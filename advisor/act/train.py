@@ -89,6 +89,9 @@ class FinalSettings(_Strict):
 class SearchLimits(_Strict):
     abort_after_failures: int = Field(ge=1)
     storage_timeout: float = Field(gt=0)
+    heartbeat_s: int = Field(ge=1)
+    grace_s: int = Field(ge=1)
+    connect_attempts: int = Field(ge=1, le=10)
     nominal_trial_hours: float = Field(gt=0)
     default_trials: int = Field(ge=1)
 

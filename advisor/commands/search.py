@@ -135,6 +135,13 @@ def execute(req, json_: bool = False) -> None:
         raise typer.Exit(130) from None
     label = prepared.spec.task
     err = console(stderr=True)
+    if prepared.spent:  # joined a study on a server that needs no more workers
+        from advisor.act.search.storage import _hide_password
+
+        err.print(f"advisor search: study {prepared.study}: {prepared.spent}; nothing to do on this machine "
+                  f"(advisor audit {_hide_password(prepared.url)} --study {prepared.study} reads it)",
+                  highlight=False, soft_wrap=True)
+        return
     if req.sanity:
         with SearchProgress(err, label) as progress:
             report = engine.sanity(prepared.spec, device_name=req.device, budget_hours=req.budget_hours,

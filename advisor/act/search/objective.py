@@ -179,7 +179,41 @@ class _TrialFailed(Exception):
     """Raised inside the objective so that Optuna marks the trial FAIL (its reason is recorded)."""
 
 
-def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Optional[str] = None):
+def _extra(trial, spec: SearchSpec, phase: Optional[str], final_loop: bool) -> Optional[str]:
+    """Why this trial, just started, is one too many (None: it counts). Decided from the storage,
+    so that N workers on one study run exactly the budget: the trials are ranked by number (the
+    storage's order of creation); a search trial with `spec.trials` counted trials before it, or
+    one of a phase the study has left, is an extra; in the final phase, a (configuration, seed)
+    that another worker already runs, or a trial that is not one of the final re-runs."""
+    from optuna.trial import TrialState as TS
+
+    from advisor.act.search.phases import PHASE_ATTR
+    from advisor.act.search.trials import is_extra, is_final, retried
+
+    attrs = trial.user_attrs
+    if final_loop and not attrs.get("final"):
+        return "extra: the final re-runs were all taken by other workers"
+    trials = trial.study.get_trials(deepcopy=False)
+    before = [t for t in trials if t.number < trial.number and not is_extra(t) and t.state != TS.WAITING
+              and not t.user_attrs.get("interrupted")]
+    if attrs.get("final"):
+        key = (attrs.get("config"), attrs.get("seed"))
+        if any(is_final(t) and (t.user_attrs.get("config"), t.user_attrs.get("seed")) == key for t in before):
+            return "extra: this final re-run is already run by another worker"
+        return None
+    again = retried(trials)
+    counted = sum(1 for t in before if not is_final(t) and not (t.state == TS.FAIL and t.number in again))
+    if counted >= spec.trials:
+        return f"extra: the budget of {spec.trials} trials was taken by other workers"
+    names = [str(ph.get("name")) for ph in spec.phases]
+    now = str(trial.study.user_attrs.get(PHASE_ATTR) or "").partition(":")[0]
+    if phase in names and now in names and names.index(now) > names.index(phase):
+        return f"extra: the study moved on to the {now} phase"
+    return None
+
+
+def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Optional[str] = None,
+                   final_loop: bool = False, shared: bool = True):
     """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping
     (`phase`: the search phase the trial belongs to, kept in its user attributes)."""
     import optuna
@@ -194,6 +228,11 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Option
         trial.set_user_attr("worker", worker)
         if phase is not None and not trial.user_attrs.get("final"):
             trial.set_user_attr("phase", phase)
+        why = _extra(trial, spec, phase, final_loop) if shared else None
+        if why:  # another worker spent the budget (or moved the phase on) meanwhile: not counted
+            trial.set_user_attr("extra", True)
+            trial.set_user_attr("extra_reason", why)
+            raise optuna.TrialPruned(why)
         try:
             return run_trial(trial)
         except KeyboardInterrupt:  # Ctrl-C anywhere in the trial, its sampling included

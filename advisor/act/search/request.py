@@ -13,7 +13,7 @@ from advisor.act.search.run import _quiet_optuna, _spec_of, latest_study, load_s
 from advisor.act.search.space import (
     _check_space, demo_space, plan_space, space_difference, space_from_file,
 )
-from advisor.act.search.storage import _hide_password, is_journal, open_storage, storage_url
+from advisor.act.search.storage import _hide_password, is_journal, is_server, open_storage, storage_url
 from advisor.errors import InputError
 
 
@@ -56,6 +56,8 @@ class Prepared(BaseModel):
     resume: bool
     timeout_s: Optional[float] = None   # --timeout, else the plan's wall-clock budget for the search
     notes: list[str] = []
+    joined: bool = False                 # the same command on a server storage: this process joined
+    spent: Optional[str] = None          # joined a study whose search budget is already spent: why
 
 
 def _validate_request(req: Request) -> None:
@@ -249,7 +251,11 @@ def prepare(req: Request, settings=None) -> Prepared:
     if new_file:
         storage = open_storage(url, settings.search.storage_timeout)
     if storage is not None:
-        _check_new_study(storage, url, name, spec)
+        stored = _check_new_study(storage, url, name, spec)
+        if stored is not None:  # the same command on another machine made it: join, follow its plan
+            notes.append(f"joined study {name} in {_hide_password(url)}: it follows the plan stored there")
+            return Prepared(spec=stored, url=url, study=name, storage=storage, runner=runner, resume=True,
+                            timeout_s=timeout_s, notes=notes, joined=True, spent=_spent(storage, name, stored))
     return Prepared(spec=spec, url=url, study=name, storage=storage, runner=runner, resume=False,
                     timeout_s=timeout_s, notes=notes)
 
@@ -305,14 +311,18 @@ def _default_name(task: str) -> str:
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _check_new_study(storage, url: str, name: str, spec: SearchSpec) -> None:
+def _check_new_study(storage, url: str, name: str, spec: SearchSpec) -> Optional[SearchSpec]:
+    """Refuse a study name already taken, in one line, nothing written; on a database server the
+    same command joins a study made with the same plan: its stored spec is returned."""
     import optuna
 
     if name not in study_names(storage):
-        return
+        return None
     with _quiet_optuna():
         study = optuna.load_study(study_name=name, storage=storage)
     old = _spec_of(study)
+    if old is None and is_server(url):  # the creator writes its plan just after the study
+        old = await_spec(storage, name)
     n = len(study.get_trials(deepcopy=False))
     where = _hide_password(url)
     if old is None:
@@ -322,8 +332,54 @@ def _check_new_study(storage, url: str, name: str, spec: SearchSpec) -> None:
     if diff:
         raise InputError(f"--study {name}: exists in {where} with a different space ({diff}); nothing was "
                          "changed; choose another --study, or --resume with the original plan")
+    if is_server(url):
+        other = plan_difference(old, spec)
+        if other:
+            raise InputError(f"--study {name}: exists in {where} with a different plan ({other}); nothing was "
+                             "changed; run the same command as the first process, or choose another --study")
+        return old
     raise InputError(f"--study {name}: already exists in {where} ({n} trials); add --resume to continue it, "
                      "or choose another --study")
+
+
+def plan_difference(old: SearchSpec, new: SearchSpec) -> str:
+    """What differs between a stored plan and this command's (the space aside), or ''; the
+    number of processes on one machine (--workers) may differ between machines."""
+    a, b = old.model_dump(exclude={"workers", "space"}), new.model_dump(exclude={"workers", "space"})
+    diff = [f"{k} {b[k]!r} here, {a[k]!r} stored" for k in a if a[k] != b.get(k)]
+    return "; ".join(diff[:3])
+
+
+def await_spec(storage, name: str, seconds: float = 10.0) -> Optional[SearchSpec]:
+    """The plan another process is storing in the study it has just created (None after `seconds`)."""
+    import optuna
+
+    until = time.monotonic() + seconds
+    while True:
+        with _quiet_optuna():
+            spec = _spec_of(optuna.load_study(study_name=name, storage=storage))
+        if spec is not None or time.monotonic() > until:
+            return spec
+        time.sleep(0.2)
+
+
+def _spent(storage, name: str, spec: SearchSpec) -> Optional[str]:
+    """Why a joined study's search needs no more workers (its budget is spent), or None."""
+    import optuna
+
+    from advisor.act.search.constants import STOP_ATTR
+    from advisor.act.search.trials import done_search
+
+    with _quiet_optuna():
+        study = optuna.load_study(study_name=name, storage=storage)
+    done = done_search(study.get_trials(deepcopy=False))
+    stopped = study.user_attrs.get(STOP_ATTR)
+    if done >= spec.trials:
+        return f"the search budget is spent ({done} of {spec.trials} trials finished)"
+    why = {"grid": "every grid point ran", "stale": "the stop rule ended it", "epochs": "its epochs are spent"}
+    if stopped in why:
+        return f"the search has ended ({why[stopped]})"
+    return None
 
 
 def _measure_trial_hours(runner: Runner, built, hp: dict, epochs: int, device_name: str, seed: int,

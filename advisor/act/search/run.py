@@ -29,7 +29,7 @@ from advisor.act.search.storage import (
     _first_line, _hide_password, dashboard_command, is_journal, open_storage,
 )
 from advisor.act.search.trials import (
-    _states, counts, done_search, fail_stale, is_final, trial_epochs, working,
+    _states, counts, done_search, fail_stale, is_extra, is_final, trial_epochs, working,
 )
 from advisor.errors import InputError
 from advisor.space import Space
@@ -270,6 +270,11 @@ class Search:
             return self.space
         stored = stored_refine(study)
         if stored is None:
+            # decided from the explore trials once none is running, so that every worker that
+            # gets here computes the same narrowed space (whoever writes it first or last)
+            self._settle(study, lambda t: t.user_attrs.get("phase", "explore") == "explore")
+            stored = stored_refine(study)
+        if stored is None:
             best = self._best_explore(study)
             narrowed, keep = narrow(self.space, best, float(_phase_table()["refine_widen"]))
             if not best:
@@ -281,13 +286,32 @@ class Search:
         self.refine = stored
         return stored[0]
 
+    def _settle(self, study, pending: Callable[[Any], bool], limit_s: float = 6 * 3600) -> None:
+        """Wait while another worker still runs a search trial that `pending` selects (a shared
+        decision waits for its inputs). Only on a storage with a heartbeat: there a dead worker's
+        trial is failed after the grace period, so the wait ends."""
+        import optuna
+
+        if not getattr(self.storage, "is_heartbeat_enabled", lambda: False)():
+            return
+        TS = _states()
+        until = time.monotonic() + limit_s
+        while time.monotonic() < until:
+            running = [t for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+                       if not is_final(t) and not is_extra(t) and pending(t)]
+            if not running:
+                return
+            with contextlib.suppress(Exception), _quiet_optuna():
+                optuna.storages.fail_stale_trials(study)
+            time.sleep(0.5)
+
     def _best_explore(self, study) -> list[dict[str, Any]]:
         TS = _states()
         sign = 1.0 if self.spec.direction == "maximize" else -1.0
         done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
                 if not is_final(t) and t.user_attrs.get("phase", "explore") == "explore"
                 and t.value is not None and math.isfinite(t.value)]
-        explored = sum(1 for t in study.get_trials(deepcopy=False) if not is_final(t)
+        explored = sum(1 for t in study.get_trials(deepcopy=False) if not is_final(t) and not is_extra(t)
                        and t.user_attrs.get("phase", "explore") == "explore")
         done.sort(key=lambda t: (-sign * t.value, t.number))
         return [_searched(t, self.space) for t in done[:refine_top(explored)]]
@@ -312,7 +336,7 @@ class Search:
                 self._mark_stopped(study, "budget")
             return "budget"
         c = counts(trials)
-        excluded = c["interrupted"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
+        excluded = c["interrupted"] + c["extra"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
                                           and t.state != TS.RUNNING)
         counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
         state = {"stale": False, "aborted": None, "epochs": False}
@@ -414,7 +438,8 @@ class Search:
 
         def callback(study, trial) -> None:
             finished = sorted((t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL))
-                               if not is_final(t) and not t.user_attrs.get("interrupted")), key=lambda t: t.number)
+                               if not is_final(t) and not is_extra(t) and not t.user_attrs.get("interrupted")),
+                              key=lambda t: t.number)
             if not finished or not all(_dead(t) for t in finished):
                 return
             at_start = all(t.user_attrs.get("nonfinite_at_start") for t in finished)
@@ -528,6 +553,7 @@ class Search:
 
         if self.spec.top_k <= 0:
             return []
+        self._settle(study, lambda t: True)  # the finalists are chosen once every search trial ended
         chosen = self.finalists(study)
         if not chosen:
             return []
@@ -550,11 +576,12 @@ class Search:
                 final_study = optuna.load_study(study_name=self.name, storage=self.storage,
                                                 sampler=optuna.samplers.RandomSampler(seed=self.spec.seed),
                                                 pruner=optuna.pruners.NopPruner())
-            objective = make_objective(self.runner, self.spec, self.space)
+            objective = make_objective(self.runner, self.spec, self.space, final_loop=True)
             self._emit("final", final_study)
             with _quiet_optuna(), working(final_study, self.storage):
                 final_study.optimize(objective, n_trials=len(waiting), catch=(_TrialFailed,),
-                                     callbacks=[self._progress_callback("final")], gc_after_trial=False,
+                                     callbacks=[self._progress_callback("final"), _stop_when_no_final_waits],
+                                     gc_after_trial=False,
                                      show_progress_bar=False)
         return final_results(study, chosen, seeds, self.spec.direction)
 
@@ -577,7 +604,7 @@ class Search:
         failures = []
         for t in search:
             reason = t.user_attrs.get("fail_reason") if t.state == TS.FAIL else t.user_attrs.get("pruned_reason")
-            if reason and not t.user_attrs.get("interrupted"):
+            if reason and not t.user_attrs.get("interrupted") and not is_extra(t):
                 failures.append({"number": t.number, "state": t.state.name.lower(), "reason": reason,
                                  "params": _searched(t, self.space)})
         s_kind, s_args = sampler_spec(self.space, self.spec.seed, self.spec.workers, 0, self.spec.trials)
@@ -606,7 +633,7 @@ class Search:
         order = [ph["name"] for ph in self.phases()] + ["final"]
         rows = {name: {"name": name, "trials": 0, "epochs": 0} for name in order}
         for t in trials:
-            if t.user_attrs.get("interrupted") or t.state in (TS.WAITING, TS.RUNNING):
+            if t.user_attrs.get("interrupted") or is_extra(t) or t.state in (TS.WAITING, TS.RUNNING):
                 continue
             name = "final" if is_final(t) else t.user_attrs.get("phase", first)
             row = rows.setdefault(name, {"name": name, "trials": 0, "epochs": 0})
@@ -620,6 +647,13 @@ class Search:
             return None
         raw = study.user_attrs.get(REFINE_ATTR) or {}
         return {"around": raw.get("around"), "params": describe(*stored)}
+
+
+def _stop_when_no_final_waits(study, trial) -> None:
+    """The final re-runs are shared: a worker stops once no re-run waits (the others took them)."""
+    TS = _states()
+    if not any(is_final(t) for t in study.get_trials(deepcopy=False, states=(TS.WAITING,))):
+        study.stop()
 
 
 def _phase_table() -> dict[str, Any]:
@@ -762,7 +796,7 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
             search.notes.append(f"trials {', '.join(f'#{n}' for n in stale)} were left running by a stopped "
                                 "process: marked failed (interrupted), not counted against the budget")
     else:
-        study = search.create()
+        study = _create_or_join(search)
     procs = _spawn_workers(url, study_name, workers, device_name) if workers > 1 else []
     try:
         search.run_search(study)
@@ -781,6 +815,38 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     if why:
         search.notes.append(why)
     return search.report(study, finals, resume, time.monotonic() - began, findings)
+
+
+def _create_or_join(search: Search):
+    """Create the study; on a database server, a process that lost the race to create it (the
+    same command started at the same moment elsewhere) joins it when the stored plan is its own."""
+    import optuna
+
+    from advisor.act.search.storage import is_server
+
+    try:
+        return search.create()
+    except optuna.exceptions.DuplicatedStudyError:
+        if not is_server(search.url):
+            raise InputError(f"--study {search.name}: was created meanwhile by another process; nothing was "
+                             "changed; add --resume to continue it") from None
+    from advisor.act.search.request import await_spec, plan_difference
+    from advisor.act.search.space import space_difference
+
+    where = _hide_password(search.url)
+    stored = await_spec(search.storage, search.name)
+    if stored is None:
+        raise InputError(f"--study {search.name}: was created meanwhile in {where}, not by advisor search; "
+                         "nothing was changed; choose another --study")
+    diff = space_difference(stored.get_space(), search.space)
+    other = plan_difference(stored, search.spec)
+    if diff or other:
+        raise InputError(f"--study {search.name}: was created meanwhile in {where} with a different "
+                         f"{'space (' + diff if diff else 'plan (' + other}); nothing was changed; run the same "
+                         "command as the first process, or choose another --study")
+    search.spec, search.space = stored, stored.get_space()
+    search.notes.append(f"joined study {search.name} in {where}: it follows the plan stored there")
+    return search.load()
 
 
 def run_worker(url: str, study_name: str, *, index: Optional[int] = None, device_name: str = "auto",

@@ -67,7 +67,7 @@ def sanity(spec: SearchSpec, *, device_name: str = "auto", budget_hours: Optiona
     with _quiet_optuna():
         study = optuna.create_study(direction=spec.direction, sampler=optuna.samplers.RandomSampler(seed=spec.seed),
                                     pruner=optuna.pruners.NopPruner())
-    objective = make_objective(runner, short, space)
+    objective = make_objective(runner, short, space, shared=False)
     state = {"done": 0}
 
     def callback(st, trial) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional
 
 from advisor.act.search.constants import DEFAULT_JOURNAL, DEFAULT_STORAGE
@@ -122,7 +123,8 @@ def open_storage(url: str, timeout: float = 10.0):
     try:
         engine = sqlalchemy.create_engine(url, connect_args=connect_args)
     except ModuleNotFoundError as exc:
-        hint = {"psycopg2": "pip install psycopg2-binary", "pymysql": "pip install pymysql",
+        hint = {"psycopg": "pip install 'advisor[postgres]'", "psycopg2": "pip install 'advisor[postgres]' and "
+                "write postgresql+psycopg://", "pymysql": "pip install pymysql",
                 "MySQLdb": "pip install mysqlclient"}.get(exc.name or "", f"pip install {exc.name}")
         raise InputError(f"--storage {shown}: its database driver '{exc.name}' is not installed ({hint})") from None
     except Exception as exc:
@@ -132,19 +134,79 @@ def open_storage(url: str, timeout: float = 10.0):
         with engine.connect():
             pass
 
+    settings = _settings()
+    attempts = settings.connect_attempts if settings is not None else 3
     try:
-        with_deadline(probe, seconds + 1, f"--storage {shown}", hint="")
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"--storage {shown}: cannot connect to the storage ({_first_line(exc)})") from None
+        for attempt in range(attempts):  # a server restarting, a network blip: a short bounded retry
+            try:
+                with_deadline(probe, seconds + 1, f"--storage {shown}", hint="")
+                break
+            except InputError:
+                raise
+            except Exception as exc:
+                if attempt + 1 >= attempts:
+                    raise InputError(f"--storage {shown}: cannot connect to the storage at {_where(url)} after "
+                                     f"{attempts} attempts ({_first_line(exc)})") from None
+                time.sleep(0.5 * 2 ** attempt)
     finally:
         engine.dispose()
+    interval, grace = heartbeat(settings)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-                                          heartbeat_interval=60, grace_period=180)
+        import warnings
+
+        import optuna.storages
+
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                heartbeat_interval=interval, grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:
         raise InputError(f"--storage {shown}: cannot open the Optuna storage ({_first_line(exc)})") from None
+
+
+def _settings():
+    try:
+        from advisor.act.train import load_settings
+
+        return load_settings().search
+    except Exception:
+        return None
+
+
+def heartbeat(settings=None) -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: rules/search.yaml, or ADVISOR_HEARTBEAT=i,g."""
+    import os
+
+    raw = os.environ.get("ADVISOR_HEARTBEAT", "")
+    if raw:
+        try:
+            i, g = (int(x) for x in raw.split(","))
+            if i >= 1 and g > i:
+                return i, g
+        except ValueError:
+            pass
+        raise InputError(f"ADVISOR_HEARTBEAT={raw}: expected two whole seconds, interval,grace (grace > interval)")
+    if settings is None:
+        return 60, 180
+    return settings.heartbeat_s, settings.grace_s
+
+
+def _where(url: str) -> str:
+    """host:port of a server URL (never the user or the password)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        return f"{u.host or 'localhost'}{f':{u.port}' if u.port else ''}"
+    except Exception:
+        return "the server"
+
+
+def is_server(url: str) -> bool:
+    """A database server storage (several machines): neither a journal file nor SQLite."""
+    return not is_journal(url) and not url.lower().startswith("sqlite")
 
 
 def dashboard_command(url: str) -> str:

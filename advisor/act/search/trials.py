@@ -28,12 +28,32 @@ def trial_epochs(t) -> int:
     return len(t.intermediate_values)
 
 
+def is_extra(t) -> bool:
+    """A trial another worker started once the budget (or its phase) was spent: not counted."""
+    return bool(t.user_attrs.get("extra"))
+
+
+def retried(trials) -> set[int]:
+    """Numbers of the trials the heartbeat failed and Optuna re-queued (counted by their retry)."""
+    out: set[int] = set()
+    for t in trials:
+        history = (getattr(t, "system_attrs", None) or {}).get("retry_history")
+        if isinstance(history, list):
+            out.update(n for n in history if isinstance(n, int))
+    return out
+
+
 def counts(trials) -> dict[str, int]:
-    """States of the search trials (the final re-runs left out)."""
+    """States of the search trials (the final re-runs and the extras left out; a trial whose worker
+    died and that was retried counts as interrupted: its retry counts)."""
     TS = _states()
-    out = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0, "running": 0, "total": 0}
+    out = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0, "running": 0, "total": 0, "extra": 0}
+    again = retried(trials)
     for t in trials:
         if is_final(t):
+            continue
+        if is_extra(t):
+            out["extra"] += 1
             continue
         if t.state == TS.COMPLETE:
             out["complete"] += 1
@@ -41,7 +61,7 @@ def counts(trials) -> dict[str, int]:
             out["pruned"] += 1
         elif t.state == TS.FAIL:
             out["failed"] += 1
-            if t.user_attrs.get("interrupted"):
+            if t.user_attrs.get("interrupted") or t.number in again:
                 out["interrupted"] += 1
         elif t.state == TS.RUNNING:
             out["running"] += 1
