@@ -41,6 +41,8 @@ PLANS = {
     "int-params": dict(budget=300, trial=1.0, epochs=6, optimizer="sgd",
                        params=["learning_rate", "momentum", "width", "depth", "grad_clip"],
                        current={"width": 256, "depth": 4}),
+    "bayes-50h-epochs-assumed": dict(budget=50, trial=1.0, optimizer="adamw"),
+    "hyperband-1200h-epochs-assumed": dict(budget=1200, trial=1.0, optimizer="adam"),
 }
 
 
@@ -111,6 +113,15 @@ def test_optuna_script_runs_a_toy_objective(key: str, tmp_path) -> None:
     expected = {"none": "NopPruner", "median": "MedianPruner", "patient": "PatientPruner",
                 "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner"}[plan.pruner.type]
     assert type(pruner).__name__ == expected
+    # EPOCHS set by the user moves the rungs: the pruner is what the plan would be for those epochs
+    if plan.pruner.type != "none":
+        from advisor.advice.plan import _pruner
+
+        module.EPOCHS = 60
+        replanned = plan.model_copy(update={"pruner": _pruner(plan.pruner.type, 60, plan.pruner.cost_share)})
+        at60 = make_pruner(to_space(replanned), 60)
+        assert _settings(module.make_pruner()) == _settings(at60)
+        assert _settings(at60) != _settings(pruner)  # the check can tell: 60 epochs is another pruner
     # the baseline is trial 0, exactly
     if plan.baseline:
         hp0 = trials[0].user_attrs["hp"]

@@ -56,9 +56,47 @@ def _sampler_code(plan: Plan) -> str:
     return spec_code("samplers", kind, args)
 
 
+class _Code(str):
+    """Python source written into the script as it is (not as a literal)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _epoch_code(plan: Plan, epochs: int) -> dict[str, _Code]:
+    """The pruner arguments the plan derived from the epochs (as advisor.advice.plan._pruner
+    does), each as an expression of the script's EPOCHS, so that setting EPOCHS moves the rungs
+    with it. A value the plan did not derive (given by the user) stays a number."""
+    from advisor.advice.plan import _pruner
+
+    pr, t = plan.pruner, tables()["budget"]["pruner"]
+    here, there = _pruner(pr.type, epochs, pr.cost_share), _pruner(pr.type, epochs * 7 + 3, pr.cost_share)
+    first_rung = t["successive_halving"] if pr.type == "successive_halving" else t
+    shares = {"n_warmup_steps": (t["warmup_share"], 1), "patience": (t["patience_share"], t["min_patience"]),
+              "min_resource": (first_rung["min_resource_share"], 1)}
+    code = {}
+    for key in ("n_warmup_steps", "patience", "min_resource", "max_resource"):
+        derived = getattr(here, key) != getattr(there, key) and getattr(pr, key) == getattr(here, key)
+        if derived:
+            share, floor = shares.get(key, (None, None))
+            code[key] = _Code("EPOCHS" if key == "max_resource" else f"max({int(floor)}, round({share:g} * EPOCHS))")
+    return code
+
+
+def _with_code(args: dict, code: dict[str, _Code]) -> dict:
+    out = {}
+    for key, value in args.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+            out[key] = (value[0], _with_code(value[1], code))
+        else:
+            out[key] = code.get(key, value)
+    return out
+
+
 def _pruner_code(plan: Plan) -> str:
     _, (kind, args) = strategy_specs(plan)
-    return spec_code("pruners", kind, args)
+    epochs = plan.budget.epochs or int(tables()["budget"]["pruner"]["assumed_epochs"])
+    return spec_code("pruners", kind, _with_code(args, _epoch_code(plan, epochs)))
 
 
 def render(plan: Plan, filename: str = "search.py") -> str:
