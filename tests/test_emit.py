@@ -403,3 +403,22 @@ def test_emit_refuses_a_plan_that_says_do_not_tune(tmp_path) -> None:
     res = run_cli("plan", "--budget", "30m", "--trial-time", "2h", "--gpus", "1", "--emit", "optuna",
                   "--out", str(tmp_path / "s.py"))
     assert res.code == 2 and "not to tune" in res.err and not (tmp_path / "s.py").exists()
+
+
+def test_a_conditional_grid_says_w_and_b_crosses_it_in_the_file_and_in_plans_output(tmp_path) -> None:
+    from conftest import run_cli
+
+    out = tmp_path / "sweep.yaml"
+    r = run_cli("plan", "--budget", "8h", "--trial-time", "30m", "--epochs", "4", "--params",
+                "learning_rate,optimizer", "--emit", "wandb", "--out", out)
+    assert r.code == 0, r.err
+    text = out.read_text()
+    assert "W&B has no conditional grid" in text and "20 learning_rate-optimizer pairs for the 10 planned" in text
+    assert "20 learning_rate-optimizer pairs" in " ".join(r.out.split())
+
+
+def test_the_w_and_b_file_names_the_pruner_phases_and_stop_rule_it_cannot_run() -> None:
+    plan = plan_for("bayes-50h-epochs-assumed")
+    text = emit(plan, "wandb", "sweep.yaml")
+    head = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert "hyperband early termination" in head and "Refine phase" in head and "Stop rule" in head

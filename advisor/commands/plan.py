@@ -164,7 +164,15 @@ def plan(
 
         render(result, console())
     if emit:
-        console(stderr=json_).print(f"[green]Wrote[/] {out} ({emit}).")
+        con = console(stderr=json_)
+        con.print(f"[green]Wrote[/] {out} ({emit}).")
+        if emit == "wandb":  # what the sweep cannot do of the plan, said here as in the file
+            from rich.markup import escape
+
+            from advisor.emit.wandb import limits
+
+            for line in limits(result):
+                con.print("  " + escape(line.lstrip("# ")))
 
 
 def _check_workers(workers: Optional[int], hw, gpus_given: bool) -> None:

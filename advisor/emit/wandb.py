@@ -59,25 +59,41 @@ def sweep_config(plan: Plan) -> dict[str, Any]:
     return config
 
 
-def render(plan: Plan, filename: str = "sweep.yaml") -> str:
-    lines = [
-        "# W&B sweep planned by `advisor plan`.",
-        f"# {summary(plan)}",
-        f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).",
-        f"# Run: wandb sweep {filename if filename.isprintable() else repr(filename)}, then "
-        "`wandb agent <sweep-id>` once per GPU.",
-        "# program: replace train.py with your training script; it reads wandb.config and logs",
-        f"#   {plan.metric} every epoch (the early termination reads it).",
-    ]
+def limits(plan: Plan) -> list[str]:
+    """What a W&B sweep cannot do of this plan, as comment lines of the file (and `plan` prints
+    them): nothing of the plan is dropped without a word."""
+    gridded = plan.strategy in ("grid", "manual")
+    lines: list[str] = []
     for p in plan.params:
         if p.zero:
             lines.append(f"# {p.name}: values below {p.low:g} mean exactly 0 (no {p.name.replace('_', ' ')}), a "
                          "separate choice that a log range cannot reach; in train.py:")
             lines.append(f"#   {p.name} = 0.0 if config.{p.name} < {p.low:g} else config.{p.name}")
-        if p.by and p.ranges:
+        if p.by and p.ranges and not (gridded and p.grid):
             rng = ", ".join(f"{k}: {lo:g}-{hi:g}" for k, (lo, hi) in p.ranges.items())
             lines.append(f"# {p.name}: W&B has no conditional ranges; this covers every {p.by}'s range "
                          f"({rng}); prefer the Optuna script for this space.")
+        if gridded and p.by and p.grid:
+            planned = sum(len(v) for v in p.grid.values())
+            crossed = len({v for vals in p.grid.values() for v in vals}) * len(p.grid)
+            lines.append(f"# {p.name}: W&B has no conditional grid; it crosses every {p.name} with every "
+                         f"{p.by}: {crossed} {p.name}-{p.by} pairs for the {planned} planned. Run one sweep per "
+                         f"{p.by} (its own values), or the Optuna script.")
+    pr = plan.pruner
+    if pr.type in ("median", "patient"):
+        lines.append(f"# Pruner: the plan's {pr.type} pruner has no W&B form; W&B's hyperband early termination "
+                     "stands in (it keeps the best 1/eta of the runs at each band instead of stopping a run "
+                     "below the median).")
+    elif pr.type == "successive_halving":
+        lines.append("# Pruner: successive halving as W&B's hyperband early termination (bands at min_iter "
+                     "x eta^k; the best 1/eta go on).")
+    if any(ph.name == "refine" for ph in plan.phases):
+        lines.append("# Refine phase: a sweep cannot narrow its ranges; run_cap covers explore and refine over "
+                     "the full ranges (narrow them by hand after the explore runs, or use the Optuna script).")
+    stale = next((r.value for r in plan.stop_rules if r.name == "stale_trials"), None)
+    if stale:
+        lines.append(f"# Stop rule: a sweep has none; stop it (wandb sweep --stop) when the best run has not "
+                     f"improved for {int(stale)} runs.")
     if plan.strategy == "random" and plan.quasi_random:
         lines.append("# W&B random search is plain random, not quasi-random: the Optuna script covers "
                      "the space more evenly.")
@@ -88,5 +104,19 @@ def render(plan: Plan, filename: str = "sweep.yaml") -> str:
     if plan.top_k:
         lines.append(f"# Final phase: re-run the best {plan.top_k} runs with {plan.seeds_final} seeds each "
                      "and report mean ± std (a sweep does not do this by itself).")
+    return lines
+
+
+def render(plan: Plan, filename: str = "sweep.yaml") -> str:
+    lines = [
+        "# W&B sweep planned by `advisor plan`.",
+        f"# {summary(plan)}",
+        f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).",
+        f"# Run: wandb sweep {filename if filename.isprintable() else repr(filename)}, then "
+        "`wandb agent <sweep-id>` once per GPU.",
+        "# program: replace train.py with your training script; it reads wandb.config and logs",
+        f"#   {plan.metric} every epoch (the early termination reads it).",
+    ]
+    lines += limits(plan)
     body = yaml.safe_dump(sweep_config(plan), sort_keys=False, default_flow_style=False, width=100)
     return "\n".join(lines) + "\n" + body
