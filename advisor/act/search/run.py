@@ -800,6 +800,13 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     procs = _spawn_workers(url, study_name, workers, device_name) if workers > 1 else []
     try:
         search.run_search(study)
+        for _ in range(3):  # a dead worker's trial, failed by the heartbeat and re-queued: run it here
+            search._settle(study, lambda t: True)
+            trials = study.get_trials(deepcopy=False)
+            requeued = any(t.state == _states().WAITING and not is_final(t) for t in trials)
+            if not requeued or done_search(trials) >= spec.trials or search.stopped_by not in ("none", "moved"):
+                break
+            search.run_search(study)
     except BaseException:
         _stop_workers(procs)
         raise

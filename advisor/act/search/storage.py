@@ -156,14 +156,33 @@ def open_storage(url: str, timeout: float = 10.0):
 
         import optuna.storages
 
-        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-                heartbeat_interval=interval, grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        def make():
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words
+                warnings.simplefilter("ignore")
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                    heartbeat_interval=interval, grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+
+        if scheme not in ("postgresql", "postgres"):
+            return make()
+        # N workers starting on a new database would each create Optuna's tables at once (and
+        # collide): a server-side lock lets one create them, the others find them made
+        lock = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with lock.connect() as con:
+                con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+                try:
+                    return make()
+                finally:
+                    con.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+        finally:
+            lock.dispose()
     except Exception as exc:
         raise InputError(f"--storage {shown}: cannot open the Optuna storage ({_first_line(exc)})") from None
+
+
+_LOCK_KEY = 0x61647669  # "advi": the advisory lock that serializes the creation of Optuna's tables
 
 
 def _settings():
