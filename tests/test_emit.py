@@ -127,6 +127,16 @@ def test_optuna_script_runs_a_toy_objective(key: str, tmp_path) -> None:
         hp0 = trials[0].user_attrs["hp"]
         for name, value in plan.baseline.items():
             assert hp0[name] == pytest.approx(value), (name, hp0)
+    # audit reads the studies as they are: the user's baseline in explore, none in refine (its
+    # first trial is the explore best carried over, not a baseline; report 1.7)
+    from advisor.ingest.study import load_study
+
+    table = load_study(storage if plan.storage != "journal" else str(tmp_path / "study.journal"), plan.name)
+    assert bool(table.trials["baseline"].iloc[0]) == bool(plan.baseline)
+    if module.N_REFINE:
+        refined = load_study(storage if plan.storage != "journal" else str(tmp_path / "study.journal"),
+                             plan.name + "-refine")
+        assert not table.trials.empty and not refined.trials["baseline"].any()
     # a grid or manual sweep runs exactly its configurations
     if plan.grid:
         ran = [t.user_attrs["hp"]["learning_rate"] for t in trials]

@@ -402,7 +402,9 @@ def explore(user_objective, storage, n=N_EXPLORE, deadline=None):
     study = _study(STUDY_NAME, storage)
     first = [] if BASELINE is None else [BASELINE]
     for hp in first + list(GRID or []):
-        study.enqueue_trial(to_params(hp, SPACE), skip_if_exists=True)
+        # the baseline marked as such, grid points as planned points (audit tells them apart)
+        study.enqueue_trial(to_params(hp, SPACE), skip_if_exists=True,
+                            user_attrs={"baseline": True} if hp is BASELINE else {"planned": "grid"})
     if GRID is not None:
         n = len(GRID) + (1 if BASELINE is not None and BASELINE not in GRID else 0)
     _optimize(study, trial_function(user_objective, SPACE), n, deadline, stale=GRID is None)
@@ -417,7 +419,9 @@ def refine(user_objective, storage, n=N_REFINE, deadline=None):
         study.set_user_attr("space", space)
         best = _best_trials([source], 1)
         if best:  # the best configuration so far starts the refinement
-            study.enqueue_trial(to_params(best[0].user_attrs.get("hp", {}), space), skip_if_exists=True)
+            # marked as carried over, so that `advisor audit` does not take it for the user's baseline
+            study.enqueue_trial(to_params(best[0].user_attrs.get("hp", {}), space), skip_if_exists=True,
+                                user_attrs={"seeded_from": STUDY_NAME})
     space = study.user_attrs["space"]
     _optimize(study, trial_function(user_objective, space), n, deadline)
     return study

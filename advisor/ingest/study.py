@@ -335,7 +335,10 @@ def _from_frozen(source: str, name: str, frozen: list, direction: str, fmt: str)
         row = {"number": t.number, "state": state_of.get(t.state.name, "running"), "value": value,
                "nonfinite": _nonfinite(t.value) or _nonfinite(last),
                "epochs": math.nan if epochs is None else float(epochs),
-               "enqueued": "fixed_params" in t.system_attrs,
+               # a configuration carried over from an earlier phase, or a planned grid point, is
+               # enqueued but is not a baseline (advisor's scripts mark them)
+               "enqueued": "fixed_params" in t.system_attrs
+                           and not (t.user_attrs.get("seeded_from") or t.user_attrs.get("planned")),
                "baseline": bool(t.user_attrs.get("baseline", False)),
                "seed": t.user_attrs.get("seed")}
         for p, v in t.params.items():
