@@ -432,3 +432,26 @@ def test_the_w_and_b_file_names_the_pruner_phases_and_stop_rule_it_cannot_run() 
     text = emit(plan, "wandb", "sweep.yaml")
     head = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     assert "hyperband early termination" in head and "Refine phase" in head and "Stop rule" in head
+
+
+def test_the_scripts_stop_rule_counts_pruned_trials_as_no_gain(tmp_path) -> None:
+    """Under heavy pruning most trials are pruned: counting complete trials alone, 'the best has
+    not improved for 20 trials' could never fire (emitters report 1.4); audit counts them too."""
+    plan = plan_for("bayes-50h-epochs-assumed")
+    path = tmp_path / "search_stale.py"
+    path.write_text(emit(plan, "optuna", path.name))
+    module = load_module(path, path.stem)
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction=module.DIRECTION)
+    dist = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(params={"x": 0.5}, distributions=dist, value=0.9, state=TrialState.COMPLETE))
+    rule = module.StopWhenStale(window=5, min_gain=0.001)
+    stopped: list[int] = []
+    study.stop = lambda: stopped.append(len(study.trials))  # outside optimize() Optuna refuses stop()
+    for i in range(6):
+        study.add_trial(create_trial(params={"x": 0.1 * i}, distributions=dist, state=TrialState.PRUNED,
+                                     intermediate_values={0: 0.1}))
+        rule(study, study.trials[-1])
+    assert stopped == [6, 7]  # one complete trial, then 5 pruned ones without a better value: stop

@@ -172,6 +172,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 import warnings
@@ -319,13 +320,18 @@ class StopWhenStale:
         self.window, self.min_gain = window, min_gain
 
     def __call__(self, study, trial):
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        # pruned trials count: each is a trial that did not improve on the best
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED))
         if not self.window or len(done) <= self.window:
             return
-        values = [t.value for t in sorted(done, key=lambda t: t.number)]
-        best = max if DIRECTION == "maximize" else min
-        now, before = best(values), best(values[:-self.window])
-        gain = (now - before) if DIRECTION == "maximize" else (before - now)
+        sign = 1.0 if DIRECTION == "maximize" else -1.0
+        values = [sign * t.value if t.state == optuna.trial.TrialState.COMPLETE else -math.inf
+                  for t in sorted(done, key=lambda t: t.number)]
+        now, before = max(values), max(values[:-self.window])
+        if not math.isfinite(before):
+            return
+        gain = now - before
         if gain / max(abs(before), 1e-12) / self.window < self.min_gain:
             study.stop()
 
