@@ -54,6 +54,8 @@ def pg_url():
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{name}"')
     yield f"{SERVER}/{name}"
+    if os.environ.get("ADVISOR_TEST_KEEP_DB"):
+        return
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as con:
         con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -29,7 +29,7 @@ from advisor.act.search.storage import (
     _first_line, _hide_password, dashboard_command, is_journal, open_storage,
 )
 from advisor.act.search.trials import (
-    _states, counts, done_search, fail_stale, is_extra, is_final, trial_epochs, working,
+    _states, counts, done_search, fail_stale, has_heartbeat, is_extra, is_final, trial_epochs, working,
 )
 from advisor.errors import InputError
 from advisor.space import Space
@@ -292,7 +292,7 @@ class Search:
         trial is failed after the grace period, so the wait ends."""
         import optuna
 
-        if not getattr(self.storage, "is_heartbeat_enabled", lambda: False)():
+        if not has_heartbeat(self.storage):
             return
         TS = _states()
         until = time.monotonic() + limit_s
@@ -411,12 +411,17 @@ class Search:
             if study.user_attrs.get(PHASE_ATTR, phase) != phase:  # another worker moved on
                 study.stop()
                 return
-            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,)) if not is_final(t)
+            # pruned trials count too: each is a trial that did not improve on the best (under
+            # heavy pruning, complete trials alone would leave the rule unable to fire)
+            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED)) if not is_final(t)
                     and t.user_attrs.get("phase", "explore" if phase != "grid" else phase) == phase]
             if len(done) <= window:
                 return
-            values = [sign * t.value for t in sorted(done, key=lambda t: t.number)]
+            values = [sign * t.value if t.state == TS.COMPLETE else -math.inf
+                      for t in sorted(done, key=lambda t: t.number)]
             now, before = max(values), max(values[:-window])
+            if not math.isfinite(before):
+                return  # no complete trial before the window: nothing to compare with yet
             gain = (now - before) / max(abs(before), 1e-12) / window
             if gain < min_gain:
                 state["stale"] = True

@@ -98,6 +98,16 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def has_heartbeat(storage) -> bool:
+    """The storage beats for running trials (a database server opened with a heartbeat interval)."""
+    try:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        return bool(is_heartbeat_enabled(storage))
+    except Exception:
+        return False
+
+
 def _study_storage(study, storage):
     return getattr(study, "_storage", None) or storage
 
@@ -139,7 +149,12 @@ def fail_stale(study, storage, stopping: Optional[str] = None) -> list[int]:
     TS = _states()
     host = socket.gethostname()
     failed = []
-    running = study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+    heartbeat = has_heartbeat(storage)
+    # a storage with a heartbeat (a database server) fails the trials of dead workers itself and
+    # retries each once (Optuna's heartbeat callback): only this process's own are marked here
+    running = [] if heartbeat and stopping is None else study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+    if heartbeat and stopping is not None:
+        running = [t for t in running if str(t.user_attrs.get("worker", "")) == stopping]
     # read after the trials: a process registers before it creates a trial, so whoever created
     # one of them is in the register read now
     orphaned = any(not t.user_attrs.get("worker") for t in running) and _nobody_else(study, storage, stopping)
@@ -161,7 +176,7 @@ def fail_stale(study, storage, stopping: Optional[str] = None) -> list[int]:
             failed.append(t.number)
         except Exception:  # another process finished it meanwhile
             continue
-    if getattr(storage, "is_heartbeat_enabled", lambda: False)():
+    if heartbeat:
         import optuna
 
         with contextlib.suppress(Exception):
