@@ -374,12 +374,32 @@ def _spent(storage, name: str, spec: SearchSpec) -> Optional[str]:
         study = optuna.load_study(study_name=name, storage=storage)
     done = done_search(study.get_trials(deepcopy=False))
     stopped = study.user_attrs.get(STOP_ATTR)
-    if done >= spec.trials:
-        return f"the search budget is spent ({done} of {spec.trials} trials finished)"
     why = {"grid": "every grid point ran", "stale": "the stop rule ended it", "epochs": "its epochs are spent"}
-    if stopped in why:
-        return f"the search has ended ({why[stopped]})"
-    return None
+    if done >= spec.trials:
+        reason = f"the search budget is spent ({done} of {spec.trials} trials finished"
+    elif stopped in why:
+        reason = f"the search has ended ({why[stopped]}"
+    else:
+        return None
+    if not _finals_done(study, spec):  # the search is spent, its final re-runs are not: join them
+        return None
+    return reason + (", the final re-runs too)" if spec.top_k > 0 else ")")
+
+
+def _finals_done(study, spec: SearchSpec) -> bool:
+    """Every final re-run (finalist x seed) of the study has finished (or none is planned)."""
+    from advisor.act.search.constants import FINALISTS_ATTR
+    from advisor.act.search.trials import is_extra, is_final
+
+    if spec.top_k <= 0:
+        return True
+    chosen = (study.user_attrs.get(FINALISTS_ATTR) or {}).get("chosen")
+    if not isinstance(chosen, list):
+        return False
+    ended = {(t.user_attrs.get("config"), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)
+             if is_final(t) and not is_extra(t) and t.state.is_finished() and not t.user_attrs.get("interrupted")}
+    seeds = [spec.seed + 1 + s for s in range(spec.seeds_final)]
+    return all((c.get("key"), s) in ended for c in chosen for s in seeds)
 
 
 def _measure_trial_hours(runner: Runner, built, hp: dict, epochs: int, device_name: str, seed: int,
