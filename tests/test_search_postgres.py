@@ -131,9 +131,8 @@ def _search(task: str, plan: Path, url: str, study: str, env: dict, *extra: str)
 
 
 def _env(**more: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **more}
-    env.pop("ADVISOR_TEST_DELAY", None)
-    return env
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADVISOR_TEST_", "ADVISOR_HEARTBEAT"))}
+    return {**env, "PYTHONPATH": str(ROOT), **more}
 
 
 def _trials(url: str, study: str):
@@ -238,3 +237,40 @@ def test_a_refused_connection_is_one_line_naming_the_host_without_the_password(t
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert "127.0.0.1:1" in r.err and "s3cret" not in r.err and "attempts" in r.err
     assert time.monotonic() - began < 20
+
+
+def test_a_lost_connection_is_retried_and_the_search_goes_on(tmp_path, pg_url) -> None:
+    # the server drops every connection of the search while it runs (as a restart or a network cut
+    # would): the worker reconnects and finishes the budget, nothing counted twice (a trial cut
+    # before it recorded its owner waits for the heartbeat's grace period, short here)
+    plan = plan_file(tmp_path, trials=6)
+    proc = _search(f"{TASKS / 'objective_task.py'}:objective", plan, pg_url, "lost", _env(ADVISOR_TEST_DELAY="0.3", ADVISOR_HEARTBEAT="1,3"),
+                   "--top-k", "0")
+    db = pg_url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 120
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            except psycopg.errors.UndefinedTable:
+                done = 0
+            if done >= 2:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        dropped = 0
+        for _ in range(2):
+            until = time.monotonic() + 10
+            while time.monotonic() < until and proc.poll() is None:  # the search holds a connection
+                n = con.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                                "AND pid <> pg_backend_pid()", (db,)).fetchone()[0]
+                if n:
+                    dropped += 1
+                    break
+                time.sleep(0.05)
+            time.sleep(0.4)
+        assert dropped == 2
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    _, trials = _trials(pg_url, "lost")
+    assert done_search(trials) == 6 and counts(trials)["running"] == 0

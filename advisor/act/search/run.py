@@ -803,7 +803,7 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     else:
         study = _create_or_join(search)
     procs = _spawn_workers(url, study_name, workers, device_name) if workers > 1 else []
-    try:
+    def searching() -> None:
         search.run_search(study)
         for _ in range(3):  # a dead worker's trial, failed by the heartbeat and re-queued: run it here
             search._settle(study, lambda t: True)
@@ -812,6 +812,9 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
             if not requeued or done_search(trials) >= spec.trials or search.stopped_by not in ("none", "moved"):
                 break
             search.run_search(study)
+
+    try:
+        _reconnecting(search, study, searching)
     except BaseException:
         _stop_workers(procs)
         raise
@@ -822,11 +825,41 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
         if done_search(trials) >= spec.trials and search.stopped_by != "stale":
             search.stopped_by = "budget"
             search._mark_stopped(study, "budget")
-    finals = search.run_final(study)
+    finals = _reconnecting(search, study, lambda: search.run_final(study))
     findings, why = audit_findings(url, study_name) if audit else ([], None)
     if why:
         search.notes.append(why)
     return search.report(study, finals, resume, time.monotonic() - began, findings)
+
+
+def _reconnecting(search: Search, study, step: Callable[[], Any], attempts: int = 4) -> Any:
+    """Run `step`; a storage connection lost meanwhile (a server restart, a network cut) is retried
+    with a growing wait (1, 2, 4 s): the study holds the state, so the step picks up where it was.
+    Still lost: one line naming the host, the password never shown."""
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    from advisor.act.search.storage import _where, is_server
+
+    for attempt in range(attempts):
+        try:
+            return step()
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, StorageInternalError) as exc:
+            # Optuna wraps what the driver raised (a dropped connection surfaces as one of its
+            # errors, or as the rollback SQLAlchemy then asks for): on a server, retried
+            lost = (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.InvalidRequestError)
+            if isinstance(exc, StorageInternalError) and not (is_server(search.url) or isinstance(exc.__cause__, lost)):
+                raise
+            why = _first_line(exc.__cause__ if isinstance(exc, StorageInternalError) and exc.__cause__ else exc)
+            if attempt + 1 >= attempts:
+                where = f" at {_where(search.url)}" if is_server(search.url) else ""
+                raise InputError(f"--storage {_hide_password(search.url)}: lost the connection to the storage"
+                                 f"{where} ({attempts} attempts; {why}); every finished trial is saved: run the "
+                                 "same command again to continue") from None
+            search.notes.append(f"the connection to the storage was lost ({why}); reconnected")
+            time.sleep(2 ** attempt)
+            with contextlib.suppress(Exception):  # the trial it cut is this process's: interrupted, not counted
+                fail_stale(study, search.storage, stopping=_worker_id())
 
 
 def _create_or_join(search: Search):
