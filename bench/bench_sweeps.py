@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from advisor.advice.check import check  # noqa: E402  (the function the CLI calls)
+from bench_corpus import repositories  # noqa: E402  (the same SOURCES.md table)
 from advisor.errors import AdvisorError  # noqa: E402
 
 
@@ -51,18 +52,6 @@ class Case:
     @property
     def agrees(self) -> bool:
         return self.error is None and self.expect <= set(self.found) and not (self.forbid & set(self.found))
-
-
-def repositories(folder: Path) -> dict[str, str]:
-    """file -> repository, from the SOURCES.md table (the first two cells of each row)."""
-    table: dict[str, str] = {}
-    sources = folder / "SOURCES.md"
-    if sources.is_file():
-        for line in sources.read_text(encoding="utf-8").splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 2 and re.match(r"^[\w.-]+/[\w.-]+$", cells[1]):
-                table[cells[0]] = cells[1]
-    return table
 
 
 def load_cases(folder: Path) -> list[Case]:
