@@ -26,6 +26,7 @@ COMMANDS = (
     ("lr-find", "advisor.act.cli_lr_find", "lr_find", "EPILOG"),
     ("search", "advisor.commands.search", "search", "EPILOG"),
     ("worker", "advisor.commands.search", "worker", "WORKER_EPILOG"),
+    ("tune", "advisor.commands.tune", "tune", "EPILOG"),
     ("hardware", "advisor.commands.plan", "hardware", "HARDWARE_EPILOG"),
     ("explain", "advisor.commands.knowledge", "explain", "EXPLAIN_EPILOG"),
     ("rules", "advisor.commands.knowledge", "list_rules", "RULES_EPILOG"),

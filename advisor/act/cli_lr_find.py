@@ -89,24 +89,54 @@ def lr_find(
     if plot is not None:
         check_output_path(plot, _task_files(task, demo), force)
 
-    torch = _need("torch", "advisor lr-find needs PyTorch: pip install 'advisor[train]' "
+    _need("torch", "advisor lr-find needs PyTorch: pip install 'advisor[train]' "
                   "(with a GPU, install the CUDA build of torch first)")
     if demo:
         _need("sklearn", "--demo needs scikit-learn: pip install 'advisor[train]'")
     if plot is not None:
         _need("matplotlib", "--plot needs matplotlib: pip install 'advisor[plot]'")
 
-    from advisor.act.device import describe_device, resolve_device
-    from advisor.act.lr_find import apply_horizon, combine_curves, horizon_correction, range_test, seed_everything
+    from advisor.act.device import resolve_device
 
     dev = resolve_device(device)
     spec = "demo" if demo else task
     hp = {} if batch_size is None else {"batch_size": batch_size}
     err = _console(stderr=True)
+    report, built = run_range_tests(spec, hp, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                                    start=start, end=end, iters=iters, repeats=repeats, seed=seed, epochs=epochs,
+                                    device=dev, settings=settings, err=err)
+    report = report.model_copy(update={"method": method})
+    run_epochs = epochs or _task_epochs(built)
+    if method == "sweep" and not run_epochs:
+        raise InputError("--method sweep: needs the planned length: give --epochs (or an `epochs` "
+                         "attribute on the task)")
+    if method == "sweep":
+        report = _halving(report, spec, hp, run_epochs, optimizer, momentum, weight_decay, dev, seed, settings, err)
+    if plot is not None:
+        write_output(plot, None, _task_files(task, demo), writer=lambda fh: draw_plot(report, fh), force=force)
+    if json_:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        _render(report, _console())
+
+
+# --------------------------------------------------------------------------- helpers
+
+def run_range_tests(spec: str, hp: dict, *, optimizer: str, momentum: Optional[float],
+                    weight_decay: Optional[float], start: float, end: float, iters: int, repeats: int, seed: int,
+                    epochs: Optional[int], device, settings, err):
+    """The range tests of `advisor lr-find` (`repeats` of them, seeds seed, seed+1 ...) read off their
+    mean curve, corrected for the planned length: (LRFindReport, the task as first built). Shared
+    by `advisor lr-find` and `advisor tune`; progress on `err` (a console on stderr)."""
+    import torch
+
+    from advisor.act.device import describe_device
+    from advisor.act.lr_find import apply_horizon, combine_curves, horizon_correction, range_test, seed_everything
+
     threads = torch.get_num_threads()
-    if demo and dev.type == "cpu":
+    if spec == "demo" and device.type == "cpu":
         torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
-    curves = []
+    curves, first = [], None
     planned, source = None, ""
     try:
         for r in range(repeats):
@@ -117,14 +147,11 @@ def lr_find(
             with _progress(err, label, iters) as callback:
                 curve = range_test(built.model, built.train_loader, built.loss_fn, optimizer_name=optimizer,
                                    momentum=momentum, weight_decay=weight_decay, start=start, end=end,
-                                   iters=iters, device=dev, callback=callback, settings=settings)
+                                   iters=iters, device=device, callback=callback, settings=settings)
             curves.append(curve)
             if r == 0:
+                first = built
                 planned, source = _planned_steps(built, epochs)
-                run_epochs = epochs or _task_epochs(built)
-                if method == "sweep" and not run_epochs:
-                    raise InputError("--method sweep: needs the planned length: give --epochs (or an `epochs` "
-                                     "attribute on the task)")
     except SystemExit as exc:  # the task's own code called sys.exit() during the test
         from advisor.act.task import _exit_call
 
@@ -138,20 +165,10 @@ def lr_find(
     uncorrected = combined.suggestion.suggested_lr
     combined.suggestion = apply_horizon(combined.suggestion, correction)
     report = _report(spec, curves, combined, [seed + r for r in range(repeats)], optimizer, momentum,
-                     weight_decay, batch_size, describe_device(dev), seconds)
-    report = report.model_copy(update={"uncorrected_lr": _round(uncorrected), "horizon": correction,
-                                       "method": method})
-    if method == "sweep":
-        report = _halving(report, spec, hp, run_epochs, optimizer, momentum, weight_decay, dev, seed, settings, err)
-    if plot is not None:
-        write_output(plot, None, _task_files(task, demo), writer=lambda fh: draw_plot(report, fh), force=force)
-    if json_:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
-    else:
-        _render(report, _console())
+                     weight_decay, hp.get("batch_size"), describe_device(device), seconds)
+    return report.model_copy(update={"uncorrected_lr": _round(uncorrected), "horizon": correction}), first
 
 
-# --------------------------------------------------------------------------- helpers
 
 def _validate(task, demo, optimizer, momentum, weight_decay, start, end, iters, repeats, batch_size) -> None:
     if demo and task:

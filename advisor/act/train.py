@@ -135,6 +135,7 @@ class Diverged(Exception):
         super().__init__(reason)
         self.reason, self.epoch, self.value = reason, epoch, value
         self.at_start = at_start  # non-finite from the first step (or first report), before any update
+        self.partial: Optional["TrainResult"] = None  # train(): the epochs done before it diverged
 
 
 class OutOfMemory(TrialError):
@@ -348,6 +349,20 @@ def train(task, config: TrainConfig, *, device=None, report: Optional[Callable[[
     params = [p for p in model.parameters() if p.requires_grad]
     result = TrainResult(value=math.nan, mixed_precision={None: None, torch.bfloat16: "bf16",
                                                           torch.float16: "fp16"}[amp_dtype])
+    try:
+        return _train_epochs(task, config, device, report, hp, cfg, on_epoch, model, opt, amp_dtype, scaler,
+                             check_every, steps_per_epoch, params, result, began)
+    except Diverged as exc:
+        exc.partial = result  # the epochs done before it diverged: their curves are diagnosed
+        raise
+
+
+def _train_epochs(task, config, device, report, hp, cfg, on_epoch, model, opt, amp_dtype, scaler, check_every,
+                  steps_per_epoch, params, result, began) -> TrainResult:
+    import torch
+
+    from advisor.act.lr_find import forward, split_batch
+
     step = 0
     clipped = torch.zeros((), device=device)
     for epoch in range(config.epochs):

@@ -83,6 +83,7 @@ class Runner:
 
             self.fn, self.label, self.source = load_builder(task)
         self.kind = "objective" if _positional(self.fn) >= 2 else "build"
+        self.last = None  # the TrainResult of the last run (its curves), for the trial's record
 
     def check(self, hp: dict, seed: int):
         """Build the task once (the baseline's hyperparameters) and validate it; return it."""
@@ -114,6 +115,7 @@ class Runner:
         from advisor.act.train import TrialError, config_from_hp, describe, train
 
         seed_everything(seed)
+        self.last = None
         if self.kind == "objective":
             count = {"n": 0}
 
@@ -142,6 +144,7 @@ class Runner:
         config = config_from_hp(hp, self.settings, epochs=epochs)
         result = train(task, config, device=self.device, report=report, hp=hp, settings=self.settings,
                        on_epoch=on_epoch)
+        self.last = result
         return result.value
 
 
@@ -268,6 +271,7 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Option
 
         try:
             value = runner.run(hp, report, seed, spec.epochs, on_epoch)
+            _record_curve(trial, getattr(runner, "last", None))
             if not math.isfinite(value):
                 raise Diverged(f"the objective returned {value}", max(0, trained["n"] - 1), value,
                                at_start=trained["reports"] == 0)
@@ -306,6 +310,20 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Option
             trial.set_user_attr("epochs", trained["n"])
 
     return objective
+
+
+def _record_curve(trial, result) -> None:
+    """The trial's curves per epoch (training loss, validation metric): the report draws the
+    finalists' curves and diagnoses them from here."""
+    if result is None or not result.history:
+        return
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("curve", {"train_loss": [_finite(v) for v in result.train_loss],
+                                      "val": [_finite(v) for v in result.history]})
+
+
+def _finite(value: float) -> Optional[float]:
+    return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
 def _oom_reason(exc: BaseException, hp: dict) -> Optional[str]:

@@ -191,6 +191,17 @@ class Search:
                     study.enqueue_trial(to_params(hp, self.space), skip_if_exists=True)
         return study
 
+    def replay_baseline(self, study, runner) -> None:
+        """The enqueued baseline trial, recorded from a run already trained (`runner` replays its
+        curve) rather than trained again; it counts as the baseline trial does."""
+        TS = _states()
+        if not any(t.state == TS.WAITING and t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)):
+            return
+        objective = make_objective(runner, self.spec, self.space, phase=self.phases()[0]["name"])
+        with _quiet_optuna():
+            study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=False,
+                           show_progress_bar=False)
+
     def _check_baseline(self, params: dict) -> None:
         """A note for each baseline value outside the searched range (it still runs as given)."""
         for name, value in params.items():
@@ -338,12 +349,12 @@ class Search:
         c = counts(trials)
         excluded = c["interrupted"] + c["extra"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
                                           and t.state != TS.RUNNING)
-        counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
         state = {"stale": False, "aborted": None, "epochs": False}
-        callbacks = [optuna.study.MaxTrialsCallback(target + excluded, states=counted),
-                     self._stop_rule(state, name, last), self._abort_rule(state), self._progress_callback("search")]
+        rules = [self._budget_rule(target + excluded), self._stop_rule(state, name, last), self._abort_rule(state),
+                 self._progress_callback("search")]
         if self.epoch_budget:
-            callbacks.append(self._epoch_rule(state))
+            rules.append(self._epoch_rule(state))
+        callbacks = [_after_trial(rules)]
         timeout = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - self.began))
         if timeout is not None and timeout <= 0:
             return "timeout"
@@ -401,19 +412,20 @@ class Search:
         window, min_gain = self.spec.stop_stale, self.spec.stop_min_gain
         sign = 1.0 if self.spec.direction == "maximize" else -1.0
 
-        def callback(study, trial) -> None:
+        def callback(study, trial, trials) -> None:
             if not window:
                 return
-            if last and study.user_attrs.get(STOP_ATTR) == "stale":  # another worker decided
+            attrs = study.user_attrs
+            if last and attrs.get(STOP_ATTR) == "stale":  # another worker decided
                 state["stale"] = True
                 study.stop()
                 return
-            if study.user_attrs.get(PHASE_ATTR, phase) != phase:  # another worker moved on
+            if attrs.get(PHASE_ATTR, phase) != phase:  # another worker moved on
                 study.stop()
                 return
             # pruned trials count too: each is a trial that did not improve on the best (under
             # heavy pruning, complete trials alone would leave the rule unable to fire)
-            done = [t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED)) if not is_final(t)
+            done = [t for t in trials if t.state in (TS.COMPLETE, TS.PRUNED) and not is_final(t)
                     and t.user_attrs.get("phase", "explore" if phase != "grid" else phase) == phase]
             if len(done) <= window:
                 return
@@ -440,12 +452,16 @@ class Search:
         whose loss is non-finite from the first step, before any update, are enough."""
         TS = _states()
         limit = min(self.runner.settings.search.abort_after_failures, max(1, self.spec.trials))
+        alive = {"seen": False}  # a trial that gave a value: the task works, the rule cannot fire again
 
-        def callback(study, trial) -> None:
-            finished = sorted((t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL))
-                               if not is_final(t) and not is_extra(t) and not t.user_attrs.get("interrupted")),
+        def callback(study, trial, trials) -> None:
+            if alive["seen"]:
+                return
+            finished = sorted((t for t in trials if t.state in (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+                               and not is_final(t) and not is_extra(t) and not t.user_attrs.get("interrupted")),
                               key=lambda t: t.number)
             if not finished or not all(_dead(t) for t in finished):
+                alive["seen"] = bool(finished)
                 return
             at_start = all(t.user_attrs.get("nonfinite_at_start") for t in finished)
             if at_start and len(finished) >= min(2, limit):
@@ -482,24 +498,37 @@ class Search:
                 "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
 
     def _epoch_rule(self, state):
-        def callback(study, trial) -> None:
-            used = sum(trial_epochs(t) for t in study.get_trials(deepcopy=False) if not is_final(t))
+        def callback(study, trial, trials) -> None:
+            used = sum(trial_epochs(t) for t in trials if not is_final(t))
             if used >= self.epoch_budget:
                 state["epochs"] = True
                 study.stop()
 
         return callback
 
-    def _progress_callback(self, phase: str):
-        def callback(study, trial) -> None:
-            self._emit(phase, study, trial)
+    @staticmethod
+    def _budget_rule(limit: int):
+        """Optuna's MaxTrialsCallback on the trials already read: stop once `limit` trials of the
+        study are COMPLETE, PRUNED or FAIL (the global budget, every worker's trials counted)."""
+        TS = _states()
+        counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+
+        def callback(study, trial, trials) -> None:
+            if sum(1 for t in trials if t.state in counted) >= limit:
+                study.stop()
 
         return callback
 
-    def _emit(self, phase: str, study, trial=None) -> None:
+    def _progress_callback(self, phase: str):
+        def callback(study, trial, trials=None) -> None:
+            self._emit(phase, study, trial, trials)
+
+        return callback
+
+    def _emit(self, phase: str, study, trial=None, trials=None) -> None:
         if self.progress is None:
             return
-        trials = study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False) if trials is None else trials
         TS = _states()
         if phase == "search":
             done, total = done_search(trials), self.spec.trials
@@ -654,6 +683,17 @@ class Search:
         return {"around": raw.get("around"), "params": describe(*stored)}
 
 
+def _after_trial(rules: list[Callable]):
+    """One Optuna callback for the rules checked after each trial: the study's trials are read once
+    and handed to each (on a database server every read is several queries), in order."""
+    def callback(study, trial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        for rule in rules:
+            rule(study, trial, trials)
+
+    return callback
+
+
 def _stop_when_no_final_waits(study, trial) -> None:
     """The final re-runs are shared: a worker stops once no re-run waits (the others took them)."""
     TS = _states()
@@ -777,10 +817,11 @@ def _threads_for(device, workers: int, task: str) -> None:
 def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_name: str = "auto",
         timeout: Optional[float] = None, workers: int = 1, progress: Optional[Callable[[Event], None]] = None,
         notes: Optional[list[str]] = None, storage=None, runner: Optional[Runner] = None,
-        epoch_budget: Optional[int] = None, audit: bool = True) -> SearchReport:
+        epoch_budget: Optional[int] = None, audit: bool = True, known_baseline=None) -> SearchReport:
     """Create (or resume) the study and run search, final seeds and audit; return the report.
     `spec` is the stored one when resuming. Checks that can fail on user input run before the
-    study is written to."""
+    study is written to. `known_baseline`: a runner that replays the baseline's run already
+    trained (advisor tune's), so that the study's baseline trial is not trained twice."""
     from advisor.act.device import describe_device, resolve_device
 
     began = time.monotonic()
@@ -802,6 +843,8 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
                                 "process: marked failed (interrupted), not counted against the budget")
     else:
         study = _create_or_join(search)
+        if known_baseline is not None:
+            search.replay_baseline(study, known_baseline)
     procs = _spawn_workers(url, study_name, workers, device_name) if workers > 1 else []
     def searching() -> None:
         search.run_search(study)
@@ -912,9 +955,14 @@ def run_worker(url: str, study_name: str, *, index: Optional[int] = None, device
     spec = load_spec(storage, url, study_name)
     if task:
         spec = spec.model_copy(update={"task": task})
-    device = resolve_device(device_name)
-    runner = Runner(spec.task, device)
-    _threads_for(device, spec.workers, spec.task)
+    runner = Runner(spec.task)
+    # a custom objective chooses its own device: torch (a second or more to import, paid by every
+    # worker process) is loaded only for advisor's trainer, a device asked by name, or a task
+    # that imports torch itself (its threads are then shared out among the workers)
+    if runner.kind == "build" or device_name not in ("auto", "cpu") or "torch" in sys.modules:
+        runner.device = resolve_device(device_name)
+        _threads_for(runner.device, spec.workers, spec.task)
+    device = runner.device
     search = Search(spec, url, study_name, storage, device=device, timeout=timeout, index=index, runner=runner)
     study = search.load()
     before = {t.number for t in study.get_trials(deepcopy=False)}
