@@ -187,12 +187,13 @@ def write_json(path: Path, data: Any) -> None:
 
 class Tune:
     """Runs the steps not yet done, in order, holding the budget; `say` prints a line of progress
-    (stderr), `progress` is the search's progress callback (a live bar on a terminal)."""
+    (stderr), `display()` opens the search's live progress (a context that yields its callback,
+    None where there is nothing to draw), `err` is the console the range tests draw on."""
 
-    def __init__(self, state: State, *, say: Callable[[str], None], progress=None, err=None):
+    def __init__(self, state: State, *, say: Callable[[str], None], display=None, err=None):
         from advisor.act.train import load_settings
 
-        self.state, self.say, self.progress, self.err = state, say, progress, err
+        self.state, self.say, self.display, self.err = state, say, display, err
         self.rules = load_rules()
         self.settings = load_settings()
         self.began = time.monotonic()
@@ -541,17 +542,17 @@ class Tune:
                  f"{_dur(timeout)} to start them" + (" (resumed)" if resume else ""))
         known = None if resume else Replay(self.runner, self.state.baseline, self.state.epochs)
         marks = {"final": None}
+        with (self.display() if self.display else contextlib.nullcontext()) as shown:
+            def progress(event) -> None:
+                if event.phase == "final" and marks["final"] is None:
+                    marks["final"] = time.monotonic()
+                if shown is not None:
+                    shown(event)
 
-        def progress(event) -> None:
-            if event.phase == "final" and marks["final"] is None:
-                marks["final"] = time.monotonic()
-            if self.progress is not None:
-                self.progress(event)
-
-        report = run_search(prepared.spec, prepared.url, prepared.study, resume=prepared.resume,
-                            device_name=self.req.device, timeout=max(timeout, 1e-3), progress=progress,
-                            notes=prepared.notes, storage=prepared.storage, runner=prepared.runner,
-                            known_baseline=known)
+            report = run_search(prepared.spec, prepared.url, prepared.study, resume=prepared.resume,
+                                device_name=self.req.device, timeout=max(timeout, 1e-3), progress=progress,
+                                notes=prepared.notes, storage=prepared.storage, runner=prepared.runner,
+                                known_baseline=known)
         ended = time.monotonic()
         final_began = marks["final"] or ended
         write_json(self.out / "search.json", report)
@@ -570,6 +571,7 @@ class Tune:
                              "phases": report.phases, "epochs_saved_by_pruning": report.epochs_saved_by_pruning,
                              "epochs_search": report.epochs_search, "final": [f.model_dump() for f in report.final],
                              "audit": report.audit, "notes": report.notes, "seconds": report.seconds}
+        search_step.note = f"stopped by {report.stopped_by}"
         best = report.final[0] if report.final else None
         self.say(f"search: {report.trials.get('complete', 0)} complete, {report.trials.get('pruned', 0)} pruned "
                  f"(stopped by {report.stopped_by}); finalists re-run: "
@@ -684,6 +686,10 @@ def summarize(state: State, details: Optional[dict[str, Any]] = None) -> dict[st
     for f in (search.get("audit") or [])[:3]:
         if f.get("severity") in ("warning", "error") and f.get("advice"):
             nexts.append(f"audit {f.get('code')}: {f['advice']}")
+    if search.get("stopped_by") == "stale":  # the plan's stop rule: budget left is budget not needed
+        unused = state.request.budget_s - state.spent_s
+        nexts.append(f"the search ended by its stop rule (the best stopped improving), {_dur(unused)} of the budget "
+                     "unused: more trials of these ranges were unlikely to help")
     if state.stopped:
         nexts.insert(0, state.stopped.get("advice") or state.stopped["message"])
     phases = []

@@ -133,9 +133,9 @@ def tune(
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the run as Ctrl-C does: state saved
     try:
-        with SearchProgress(err, "tune") as progress:
-            runner = Tune(state, say=say, progress=progress, err=err)
-            state = runner.run()
+        # the live bars one at a time: lr-find draws its own, the search's opens with the search
+        runner = Tune(state, say=say, display=lambda: SearchProgress(err, "tune"), err=err)
+        state = runner.run()
     except KeyboardInterrupt:
         if runner is not None:
             runner._close_session()
