@@ -54,6 +54,7 @@ import contextlib
 import copy
 import math
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -816,12 +817,15 @@ def _set_rng_state(torch, state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every CUDA device)."""
-    import torch
-
+    """Seed python, numpy and torch (CPU and every CUDA device). Torch only once something has
+    imported it: a task that trains with torch imports it when it is loaded, before its first
+    trial, and a custom objective that never uses torch does not pay its import (a second or more
+    per worker process)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 class _Snapshot:

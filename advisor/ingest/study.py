@@ -24,6 +24,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from advisor.deadline import with_deadline
 from advisor.errors import InputError
 from advisor.inputs import regular_file, text_encoding
 
@@ -215,29 +216,6 @@ def _import_optuna():
         raise InputError("advisor audit needs Optuna to read a storage: pip install 'advisor[audit]'") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
-
-
-def with_deadline(fn, seconds: float, source: str, hint: str = " (--timeout)"):
-    """Run fn in a daemon thread and give up after `seconds`: a storage server that does not
-    answer (or a name lookup that hangs) must not hang the command."""
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True, name="advisor-storage-probe")
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise InputError(f"{source}: no answer from the storage within {seconds:g} s{hint}")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def _read_storage(source: str, url: str, study: str | None, timeout: float) -> StudyTable:

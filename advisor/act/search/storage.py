@@ -7,8 +7,8 @@ import time
 from typing import Optional
 
 from advisor.act.search.constants import DEFAULT_JOURNAL, DEFAULT_STORAGE
+from advisor.deadline import with_deadline
 from advisor.errors import InputError
-from advisor.ingest.study import with_deadline
 
 
 def storage_url(text: Optional[str], workers: int = 1) -> str:
