@@ -781,6 +781,115 @@ def test_two_workers_share_a_journal_and_the_budget(cli, tmp_path, monkeypatch) 
     assert os.getpid() in {int(p.name) for p in gate.iterdir()}  # this process is worker 0
 
 
+def test_the_budget_rule_counts_anew_after_each_trial_a_retried_trial_not_counted() -> None:
+    # A worker's phase began with trial 1 running (its worker killed); the heartbeat fails it and
+    # Optuna re-queues it during the phase: from then on it is not counted, its retry is. The rule
+    # must not stop the phase one trial short (it did with a limit fixed when the phase began).
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    for state, attrs in ((TrialState.COMPLETE, {}), (TrialState.FAIL, {}), (TrialState.COMPLETE, {}),
+                         (TrialState.COMPLETE, {"retry_history": [1]})):
+        study.add_trial(create_trial(state=state, params={"x": 0.5}, distributions=dist,
+                                     value=0.5 if state == TrialState.COMPLETE else None, system_attrs=attrs))
+    stopped = []
+    study.stop = lambda: stopped.append(True)
+    rule = S.Search._budget_rule(4)
+    rule(study, None, study.get_trials(deepcopy=False))
+    assert not stopped  # 3 counted (0, 2 and the retry 3): the phase goes on
+    study.add_trial(create_trial(state=TrialState.COMPLETE, params={"x": 0.1}, distributions=dist, value=0.1))
+    rule(study, None, study.get_trials(deepcopy=False))
+    assert stopped
+
+
+def test_worker_devices_give_one_gpu_per_process_round_robin() -> None:
+    from advisor.act.search.run import worker_devices
+
+    # 4 GPUs, 6 workers: this process is worker 0 (GPU 0); the others 1, 2, 3, then round again
+    assert worker_devices(6, "auto", 4) == [("1", "cuda"), ("2", "cuda"), ("3", "cuda"), ("0", "cuda"),
+                                            ("1", "cuda")]
+    assert worker_devices(2, "cuda", 2) == [("1", "cuda")]
+    # the GPUs this process was given are the ones handed out, by their own names
+    assert worker_devices(3, "auto", 2, "2,3") == [("3", "cuda"), ("2", "cuda")]
+    assert worker_devices(2, "auto", 2, "GPU-aaa, GPU-bbb") == [("GPU-bbb", "cuda")]
+    assert worker_devices(3, "auto", 2, "5") == [("1", "cuda"), ("0", "cuda")]  # fewer names than GPUs: CUDA's
+    # one GPU, a device asked by name, MPS or the CPU: every process as asked, nothing restricted
+    assert worker_devices(3, "auto", 1) == [(None, "auto"), (None, "auto")]
+    assert worker_devices(3, "cuda:1", 4) == [(None, "cuda:1"), (None, "cuda:1")]
+    assert worker_devices(2, "cpu", 0) == [(None, "cpu")]
+    assert worker_devices(2, "mps", 0) == [(None, "mps")]
+    assert worker_devices(1, "auto", 8) == []
+
+
+def test_spawned_workers_get_cuda_visible_devices_from_a_faked_gpu_count(monkeypatch) -> None:
+    import importlib
+    import subprocess as sp
+
+    R = importlib.import_module("advisor.act.search.run")  # the module (the package exports a function `run`)
+    started = []
+
+    class FakePopen:
+        def __init__(self, cmd, stdout=None, stderr=None, env=None):
+            started.append((cmd, env))
+            self.pid = len(started)
+
+    monkeypatch.setattr(sp, "Popen", FakePopen)
+    monkeypatch.setattr(R, "_gpu_count", lambda: 3)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    procs = R._spawn_workers("runs.journal", "s", 4, "auto")
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["5", "6", "4"]
+    assert [cmd[-4:] for cmd, _ in started] == [["runs.journal", "s", str(i), "cuda"] for i in (1, 2, 3)]
+    for _, log in procs:
+        log.close()
+    started.clear()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    for _, log in R._spawn_workers("runs.journal", "s", 2, "cpu"):  # the CPU: no GPU counted, none restricted
+        log.close()
+    assert "CUDA_VISIBLE_DEVICES" not in started[0][1] and started[0][0][-1] == "cpu"
+
+
+def test_more_cpu_workers_than_the_rules_allow_are_refused_in_one_line() -> None:
+    from advisor.act.search.request import check_workers
+    from advisor.errors import InputError
+
+    settings = T.load_settings()
+    per_core = settings.search.cpu_workers_per_core  # rules/search.yaml: the trainer 1 per core, an objective 4
+    cpu = torch.device("cpu")
+    check_workers(2, "cpu", "build", settings, cores=2, device=cpu)
+    with pytest.raises(InputError) as exc:
+        check_workers(3, "cpu", "build", settings, cores=2, device=cpu)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("--workers 3:") and "2 cores" in msg
+    assert "cpu_workers_per_core.trainer" in msg and "--workers 2" in msg and "PostgreSQL" in msg
+    # a custom objective may wait on I/O: more workers than cores, up to the objective's share
+    limit = int(2 * per_core.objective)
+    assert limit > 2
+    check_workers(limit, "cpu", "objective", settings, cores=2, device=cpu)
+    with pytest.raises(InputError, match=f"--workers {limit + 1}:.*cpu_workers_per_core.objective"):
+        check_workers(limit + 1, "cpu", "objective", settings, cores=2, device=cpu)
+    # the numbers are the rules file's: half a worker per core is one per two cores
+    half = settings.model_copy(update={"search": settings.search.model_copy(update={
+        "cpu_workers_per_core": per_core.model_copy(update={"trainer": 0.5})})})
+    check_workers(2, "cpu", "build", half, cores=4, device=cpu)
+    with pytest.raises(InputError, match="room for 2 workers \\(one per 2 cores"):
+        check_workers(3, "cpu", "build", half, cores=4, device=cpu)
+    # with a GPU the workers go one per GPU: no core count applies
+    check_workers(16, "cuda", "build", settings, cores=2, device=type("D", (), {"type": "cuda"})())
+
+
+def test_workers_past_the_cores_are_refused_before_anything_is_written(cli, tmp_path) -> None:
+    from advisor.act.device import cpu_cores
+
+    journal = tmp_path / "runs.journal"
+    n = cpu_cores() + 1
+    msg = _one_line_error(cli("search", NORMAL, "--plan", plan_file(tmp_path), "--workers", str(n), "--device", "cpu",
+                              "--storage", journal, "--study", "w"))
+    assert f"--workers {n}:" in msg and "rules/search.yaml" in msg
+    assert not journal.exists()
+
+
 def test_the_command_module_imports_neither_torch_nor_optuna() -> None:
     code = ("import sys; import advisor.commands.search, advisor.act.search, advisor.act.train; "
             "print(sorted(m for m in ('torch', 'optuna', 'sklearn') if m in sys.modules))")

@@ -56,3 +56,14 @@ def describe_device(device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, as taskset and
+    container CPU sets restrict it), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

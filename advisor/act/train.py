@@ -94,6 +94,14 @@ class SearchLimits(_Strict):
     connect_attempts: int = Field(ge=1, le=10)
     nominal_trial_hours: float = Field(gt=0)
     default_trials: int = Field(ge=1)
+    cpu_workers_per_core: "WorkersPerCore"
+
+
+class WorkersPerCore(_Strict):
+    """--workers on a machine without a GPU: at most cores x this many worker processes."""
+
+    trainer: float = Field(gt=0)     # advisor's trainer (build(hp) tasks)
+    objective: float = Field(gt=0)   # a custom objective(hp, report), which may wait on I/O
 
 
 class DemoSettings(_Strict):

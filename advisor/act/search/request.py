@@ -146,10 +146,13 @@ def prepare(req: Request, settings=None) -> Prepared:
             notes.append("--no-stop-rule: the stop rule is off for the rest of the search")
         spec = spec.model_copy(update=update)
         runner = Runner(task, settings=settings)
+        check_workers(req.workers, req.device, runner.kind, settings)
         return Prepared(spec=spec, url=url, study=name, storage=storage, runner=runner, resume=True,
                         timeout_s=req.timeout_s, notes=notes)
 
     runner = Runner(task, settings=settings)
+    if not req.sanity:
+        check_workers(req.workers, req.device, runner.kind, settings)
     from advisor.advice.plan import parse_current, parse_params
 
     optimizer = req.optimizer.lower() if req.optimizer else None
@@ -258,6 +261,37 @@ def prepare(req: Request, settings=None) -> Prepared:
                             timeout_s=timeout_s, notes=notes, joined=True, spent=_spent(storage, name, stored))
     return Prepared(spec=spec, url=url, study=name, storage=storage, runner=runner, resume=False,
                     timeout_s=timeout_s, notes=notes)
+
+
+def check_workers(workers: int, device_name: str, kind: str, settings, cores: Optional[int] = None,
+                  device=None) -> None:
+    """--workers K on one machine: with a GPU, one process per GPU (any K: past the GPU count they
+    share them round robin); on the CPU at most cores x rules/search.yaml's
+    `cpu_workers_per_core` (for advisor's trainer, or for a custom objective, which may wait on
+    I/O), else InputError in one line saying why and what to do instead."""
+    if workers <= 1:
+        return
+    from advisor.act.device import cpu_cores, resolve_device
+
+    device = device if device is not None else resolve_device(device_name)
+    if device.type != "cpu":
+        return
+    cores = cores if cores is not None else cpu_cores()
+    per_core = settings.search.cpu_workers_per_core
+    trainer = kind == "build"
+    share = per_core.trainer if trainer else per_core.objective
+    limit = max(1, int(cores * share + 1e-9))
+    if workers <= limit:
+        return
+    field = "trainer" if trainer else "objective"
+    per = f"{share:g} per core" if share >= 1 else f"one per {1 / share:g} cores"
+    why = ("advisor's trainer keeps a core busy per worker: more workers would share the cores, every trial "
+           "slower and none finished sooner" if trainer else
+           "past that even an objective that waits on I/O mostly waits on the others")
+    raise InputError(f"--workers {workers}: this machine trains on the CPU with {cores} core{'s' * (cores != 1)}, "
+                     f"room for {limit} worker{'s' * (limit != 1)} ({per}, rules/search.yaml "
+                     f"search.cpu_workers_per_core.{field}); {why}; use --workers {limit}, or add machines: the "
+                     "same command on each, with a PostgreSQL --storage")
 
 
 def _new_local_file(url: str) -> bool:

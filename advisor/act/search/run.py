@@ -158,6 +158,7 @@ class Search:
         self.index = index
         self.runner = runner or Runner(spec.task, device)
         self.epoch_budget = epoch_budget
+        self.stop_when: Optional[Callable[[list], bool]] = None  # run(stop_when=...): the caller's deadline
         self.stopped_by = "none"
         self.refine = None  # (narrowed space, categorical values kept) once the refine phase starts
         self.began = time.monotonic()
@@ -339,21 +340,19 @@ class Search:
         """Run one phase's trials until the search holds `target` trials (or a stop)."""
         import optuna
 
-        TS = _states()
         trials = study.get_trials(deepcopy=False)
         done = done_search(trials)
         if done >= target:
             if last:
                 self._mark_stopped(study, "budget")
             return "budget"
-        c = counts(trials)
-        excluded = c["interrupted"] + c["extra"] + sum(1 for t in trials if is_final(t) and t.state != TS.WAITING
-                                          and t.state != TS.RUNNING)
         state = {"stale": False, "aborted": None, "epochs": False}
-        rules = [self._budget_rule(target + excluded), self._stop_rule(state, name, last), self._abort_rule(state),
+        rules = [self._budget_rule(target), self._stop_rule(state, name, last), self._abort_rule(state),
                  self._progress_callback("search")]
         if self.epoch_budget:
             rules.append(self._epoch_rule(state))
+        if self.stop_when is not None:
+            rules.append(self._caller_rule(state))
         callbacks = [_after_trial(rules)]
         timeout = None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - self.began))
         if timeout is not None and timeout <= 0:
@@ -372,7 +371,9 @@ class Search:
             raise InputError(state["aborted"])
         trials = study.get_trials(deepcopy=False)
         elapsed = time.monotonic() - self.began
-        if state["stale"]:
+        if state.get("caller"):
+            reason = "timeout"  # the caller's deadline: what is left is kept for what follows
+        elif state["stale"]:
             reason = "stale"
         elif state["epochs"]:
             reason = "epochs"
@@ -497,6 +498,16 @@ class Search:
         return (f"{which} ({nums}) all failed or went non-finite, the last with: {reason} "
                 "(fix the task; `advisor search TASK --sanity` tries a few configurations)")
 
+    def _caller_rule(self, state):
+        """The caller's own deadline (advisor tune: the finalists' seeds as long as the search's
+        best trials actually took must still fit in the budget): stop when it says so."""
+        def callback(study, trial, trials) -> None:
+            if self.stop_when(trials):
+                state["caller"] = True
+                study.stop()
+
+        return callback
+
     def _epoch_rule(self, state):
         def callback(study, trial, trials) -> None:
             used = sum(trial_epochs(t) for t in trials if not is_final(t))
@@ -507,14 +518,15 @@ class Search:
         return callback
 
     @staticmethod
-    def _budget_rule(limit: int):
-        """Optuna's MaxTrialsCallback on the trials already read: stop once `limit` trials of the
-        study are COMPLETE, PRUNED or FAIL (the global budget, every worker's trials counted)."""
-        TS = _states()
-        counted = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
-
+    def _budget_rule(target: int):
+        """Stop once the search holds `target` counted trials (done_search: finished, every
+        worker's, the interrupted, the extras and the final re-runs left out), counted anew after
+        each trial: a trial the heartbeat fails meanwhile (its worker was killed) and retries
+        stops counting at once, its retry counts instead. (A limit on Optuna's finished trials
+        fixed when the phase began would count that failed trial too and end the phase, and with
+        it the search, one trial short.)"""
         def callback(study, trial, trials) -> None:
-            if sum(1 for t in trials if t.state in counted) >= limit:
+            if done_search(trials) >= target:
                 study.stop()
 
         return callback
@@ -806,8 +818,10 @@ def audit_findings(url: str, study_name: str) -> tuple[list[dict[str, Any]], Opt
 def _threads_for(device, workers: int, task: str) -> None:
     import torch
 
+    from advisor.act.device import cpu_cores
+
     if device is not None and device.type == "cpu":
-        cores = os.cpu_count() or 1
+        cores = cpu_cores()
         if task == "demo":
             torch.set_num_threads(1)  # the demo MLP is too small to gain from threads
         elif workers > 1:
@@ -817,11 +831,13 @@ def _threads_for(device, workers: int, task: str) -> None:
 def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_name: str = "auto",
         timeout: Optional[float] = None, workers: int = 1, progress: Optional[Callable[[Event], None]] = None,
         notes: Optional[list[str]] = None, storage=None, runner: Optional[Runner] = None,
-        epoch_budget: Optional[int] = None, audit: bool = True, known_baseline=None) -> SearchReport:
+        epoch_budget: Optional[int] = None, audit: bool = True, known_baseline=None,
+        stop_when: Optional[Callable[[list], bool]] = None) -> SearchReport:
     """Create (or resume) the study and run search, final seeds and audit; return the report.
     `spec` is the stored one when resuming. Checks that can fail on user input run before the
     study is written to. `known_baseline`: a runner that replays the baseline's run already
-    trained (advisor tune's), so that the study's baseline trial is not trained twice."""
+    trained (advisor tune's), so that the study's baseline trial is not trained twice.
+    `stop_when(trials)`: checked after each search trial; True ends the search (as a timeout)."""
     from advisor.act.device import describe_device, resolve_device
 
     began = time.monotonic()
@@ -833,6 +849,7 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     _threads_for(device, workers, spec.task)
     search = Search(spec, url, study_name, storage, device=device, device_label=describe_device(device),
                     timeout=timeout, progress=progress, notes=notes, runner=runner, epoch_budget=epoch_budget)
+    search.stop_when = stop_when
     if resume:
         study = search.load()
         if _spec_of(study) != spec:  # a new trial budget or top-k: the workers read it from here
@@ -988,27 +1005,50 @@ def _existing_storage_file(url: str) -> None:
                          "created; nothing was created)")
 
 
+def worker_devices(workers: int, device_name: str, gpus: int,
+                   visible: Optional[str] = None) -> list[tuple[Optional[str], str]]:
+    """Where workers 1..workers-1 run (this process is worker 0): (the CUDA_VISIBLE_DEVICES to give
+    it, or None to leave it as it is; its --device). With several GPUs and --device auto or cuda,
+    one GPU per process, round robin: worker i gets the (i mod gpus)-th GPU this process sees
+    (worker 0 the first), named as `visible` (this process's CUDA_VISIBLE_DEVICES) names it, so
+    that with "2,3" the workers get 2 and 3, not 0 and 1. Else every worker gets --device as given
+    (one GPU, MPS, the CPU, or cuda:N asked by name)."""
+    names = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    if len(names) < gpus:  # not set (or not readable): CUDA numbers the devices 0..gpus-1
+        names = [str(g) for g in range(gpus)]
+    out: list[tuple[Optional[str], str]] = []
+    for i in range(1, workers):
+        if gpus > 1 and device_name in ("auto", "cuda"):
+            out.append((names[i % gpus], "cuda"))
+        else:
+            out.append((None, device_name))
+    return out
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
 def _spawn_workers(url: str, study_name: str, workers: int, device_name: str) -> list:
     """Workers 1..N-1 as processes on this host (this process is worker 0); one GPU each when
-    there are several."""
+    there are several (see worker_devices)."""
     import subprocess
     import tempfile
     from pathlib import Path
 
-    try:
-        import torch
-
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
-        gpus = 0
+    gpus = _gpu_count() if device_name in ("auto", "cuda") else 0
+    root = str(Path(__file__).resolve().parents[2])  # so that the child imports this advisor
     procs = []
-    for i in range(1, workers):
+    for i, (cuda, dev) in enumerate(worker_devices(workers, device_name, gpus, os.environ.get("CUDA_VISIBLE_DEVICES")),
+                                    start=1):
         env = dict(os.environ)
-        dev = device_name
-        if gpus > 1 and device_name in ("auto", "cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-            dev = "cuda"
-        root = str(Path(__file__).resolve().parents[2])  # so that the child imports this advisor
+        if cuda is not None:
+            env["CUDA_VISIBLE_DEVICES"] = cuda
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-m", "advisor.act.search", "worker", url, study_name, str(i), dev]
