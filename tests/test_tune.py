@@ -213,7 +213,7 @@ def test_sigterm_saves_the_state_and_resume_finishes_within_the_budget(tmp_path)
     r = advisor("tune", "--resume", str(out), "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["status"] == "done" and s["final"]["n"] == 3
+    assert s["status"] == "done" and s["final"]["n"] == 3, (s["final"], s["search"], r.stderr)
     assert "(resumed)" in r.stderr
     assert s["budget"]["used_s"] <= 180 * 1.05
     # the baseline ran once: not again on resume

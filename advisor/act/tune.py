@@ -315,15 +315,17 @@ class Tune:
         self.say(f"baseline: {self.runner.label} at {_fmt_hp(hp) or 'the trainer defaults'}, {epochs} epochs, "
                  f"seed {self.req.seed}, on {self.state.device}")
         began = time.monotonic()
+        ends: list[float] = []
         try:
-            self.runner.run(dict(self.state.hp), _no_report, self.req.seed, int(epochs), lambda n: None)
+            self.runner.run(dict(self.state.hp), _no_report, self.req.seed, int(epochs),
+                            lambda n: ends.append(time.monotonic()))
             result, diverged = self.runner.last, None
         except Diverged as exc:
             result, diverged = exc.partial, exc
         except TrialError as exc:
             raise InputError(f"{self.runner.label}: the baseline run failed: {exc}") from None
         seconds = time.monotonic() - began
-        self.state.trial_s = seconds
+        self.state.trial_s = trial_seconds(began, ends, seconds)
         rows = _curve_rows(result, diverged, self.state.metric)
         log = self.out / "baseline.csv"
         write_curve(log, rows, self.state.metric)
@@ -424,7 +426,8 @@ class Tune:
     def reserve_after_search(self) -> float:
         """Seconds kept for what runs after the search: the baseline's extra seeds and the report."""
         seeds = self._final_seeds()
-        return (seeds - 1) * self.state.trial_s + self.rules.budget.report_s
+        run = max(self.state.trial_s, (self.state.baseline or {}).get("seconds") or 0.0)  # as it ran
+        return (seeds - 1) * run + self.rules.budget.report_s
 
     def _final_seeds(self) -> int:
         plan = self.state.plan or {}
@@ -533,7 +536,8 @@ class Tune:
         else:
             req = Request(task=self.req.task, plan=str(self.out / "plan.yaml"), epochs=self.state.epochs,
                           optimizer=self.state.optimizer, current=self.state.current, storage=url,
-                          study=self.req.study or f"{_stem(self.req.task)}-tune", device=self.req.device,
+                          study=self.req.study or f"{_stem(self.req.task)}-tune-{time.strftime('%Y%m%d-%H%M%S')}",
+                          device=self.req.device,
                           seed=self.req.seed, direction=self.state.direction, timeout_s=max(timeout, 1e-3))
         prepared = prepare(req, self.settings)
         self.state.storage, self.state.study = prepared.url, prepared.study
@@ -552,7 +556,7 @@ class Tune:
             report = run_search(prepared.spec, prepared.url, prepared.study, resume=prepared.resume,
                                 device_name=self.req.device, timeout=max(timeout, 1e-3), progress=progress,
                                 notes=prepared.notes, storage=prepared.storage, runner=prepared.runner,
-                                known_baseline=known)
+                                known_baseline=known, stop_when=self._finals_must_fit(prepared.spec))
         ended = time.monotonic()
         final_began = marks["final"] or ended
         write_json(self.out / "search.json", report)
@@ -577,6 +581,37 @@ class Tune:
                  f"(stopped by {report.stopped_by}); finalists re-run: "
                  + (f"best {best.mean:.4g} ± {best.std or 0:.2g} over {len(best.values)} seeds" if best and
                     best.mean is not None else "none"))
+
+    def _finals_must_fit(self, spec):
+        """The search's deadline, read after each trial: the finalists' seeds cost what the best
+        configurations' trials actually took (a small batch trains slower than the baseline), so
+        the search stops once what is left would not hold them, the trial in flight, the baseline's
+        seeds and the report: the final seeds never pay for an overrun."""
+        from advisor.act.search.trials import is_final
+
+        sign = 1.0 if spec.direction == "maximize" else -1.0
+        t = self.state.trial_s
+
+        def stop(trials) -> bool:
+            took = {}
+            for tr in trials:
+                if is_final(tr) or tr.datetime_start is None or tr.datetime_complete is None:
+                    continue
+                took[tr.number] = (tr.datetime_complete - tr.datetime_start).total_seconds()
+            done = sorted((tr for tr in trials if tr.state.name == "COMPLETE" and tr.number in took
+                           and tr.value is not None and math.isfinite(tr.value)), key=lambda tr: -sign * tr.value)
+            best, seen = [], set()
+            for tr in done:
+                key = json.dumps(tr.params, sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
+                    best.append(max(took[tr.number], t))
+            best = (best + [t] * spec.top_k)[:spec.top_k]
+            finals = spec.seeds_final * sum(best)
+            longest = max(took.values(), default=t)
+            return self.left() < finals + self.reserve_after_search() + longest
+
+        return stop
 
     # ------------------------------------------------------------------ 6. the baseline at more seeds
 
@@ -819,6 +854,17 @@ def diagnose_curve(path: Path, optimizer: Optional[str] = None, num_classes: Opt
 
 
 # --------------------------------------------------------------------------- small helpers
+
+def trial_seconds(began: float, ends: list[float], total: float) -> float:
+    """One trial's time from the baseline run: its wall time with the first epoch counted at the
+    mean of the others (the first pays once for what later runs do not: warm-up of the
+    libraries and caches, the first allocations). One epoch: the wall time as it is."""
+    if len(ends) < 2:
+        return total
+    durations = [b - a for a, b in zip([began] + ends[:-1], ends)]
+    rest = statistics.fmean(durations[1:])
+    return total - durations[0] + min(durations[0], rest)
+
 
 def _num_classes(built) -> Optional[int]:
     """Classes of a classification task (metric accuracy): the width of the model's output on
