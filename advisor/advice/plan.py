@@ -664,6 +664,8 @@ def _base_facts(inp: PlanInput, workers: int, current_lr: float | None) -> dict[
         "finetune": bool(inp.finetune), "dataset_size": inp.dataset_size,
         "current_learning_rate": current_lr, "lr_from_finder": inp.finder is not None,
         "finder_lr": inp.finder.suggested_lr if inp.finder else None,
+        "finder_low": inp.finder.low if inp.finder else None,
+        "lr_below_finder": bool(inp.finder and inp.finder.low and current_lr and current_lr < inp.finder.low),
         "has_diagnosis": diag is not None,
     }
     facts.update({fact: label in labels for label, fact in DIAG_FACTS.items()})
