@@ -802,6 +802,17 @@ def test_the_budget_rule_counts_anew_after_each_trial_a_retried_trial_not_counte
     study.add_trial(create_trial(state=TrialState.COMPLETE, params={"x": 0.1}, distributions=dist, value=0.1))
     rule(study, None, study.get_trials(deepcopy=False))
     assert stopped
+    # a trial of this worker found extra (the others took the budget while their last trials
+    # run): this worker stops rather than start one extra after another until those end
+    stopped.clear()
+    rule = S.Search._budget_rule(10)
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"x": 0.2}, distributions=dist,
+                                 user_attrs={"extra": True}))
+    trials = study.get_trials(deepcopy=False)
+    rule(study, trials[-2], trials)
+    assert not stopped
+    rule(study, trials[-1], trials)
+    assert stopped
 
 
 def test_worker_devices_give_one_gpu_per_process_round_robin() -> None:

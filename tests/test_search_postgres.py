@@ -225,6 +225,7 @@ def test_a_grid_run_by_three_workers_runs_each_configuration_once(tmp_path, pg_u
     assert len(keys) == 12 and len(set(keys)) == 12, sorted(keys)  # every point once, none twice
     assert len({t.user_attrs["worker"] for t in counted}) == 3
     assert done_search(trials) == 12 and doc["stopped_by"] in ("grid", "budget")
+    assert sum(1 for t in trials if is_extra(t)) <= 2  # at most one started past the budget per other worker
 
 
 def test_a_killed_worker_s_trial_is_failed_by_the_heartbeat_retried_once_and_counted_once(tmp_path, pg_url) -> None:

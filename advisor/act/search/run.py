@@ -524,9 +524,11 @@ class Search:
         each trial: a trial the heartbeat fails meanwhile (its worker was killed) and retries
         stops counting at once, its retry counts instead. (A limit on Optuna's finished trials
         fixed when the phase began would count that failed trial too and end the phase, and with
-        it the search, one trial short.)"""
+        it the search, one trial short.) A trial of this worker found extra (the others took the
+        budget or moved the phase on while it started) stops it too: the next would be one more,
+        started while the others' last trials run."""
         def callback(study, trial, trials) -> None:
-            if done_search(trials) >= target:
+            if done_search(trials) >= target or (trial is not None and is_extra(trial)):
                 study.stop()
 
         return callback
