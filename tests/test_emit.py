@@ -239,6 +239,9 @@ def test_wandb_sweep_is_valid(key: str) -> None:
     check_wandb(config)
     assert config["method"] == {"manual": "grid", "grid": "grid", "random": "random", "bayesian": "bayes"}[plan.strategy]
     assert config["metric"] == {"name": plan.metric, "goal": plan.direction}
+    if "planned" in config["parameters"]:  # a conditional grid: the planned configurations, not crossed (2.1)
+        assert plan.param("learning_rate").by and config["parameters"]["planned"]["values"] == plan.grid
+        return
     lr = config["parameters"]["learning_rate"]
     if plan.strategy in ("random", "bayesian") and not plan.param("learning_rate").by:
         # values, not exponents: the same numbers as the plan
@@ -268,10 +271,12 @@ def _fake_ray(monkeypatch) -> types.SimpleNamespace:
     for kind in ("loguniform", "uniform", "choice", "grid_search", "randint", "lograndint", "sample_from"):
         setattr(tune, kind, (lambda k: lambda *a: _Domain(k, *a))(kind))
     tune.TuneConfig = lambda **kw: types.SimpleNamespace(**kw)
+    tune.RunConfig = lambda **kw: types.SimpleNamespace(**kw)
     tune.report = lambda metrics: calls.reports.append(metrics)
+    tune.with_resources = lambda trainable, resources: (calls.__setattr__("resources", resources), trainable)[1]
 
     class Tuner:
-        def __init__(self, trainable, param_space, tune_config):
+        def __init__(self, trainable, param_space, tune_config, run_config=None):
             calls.tuner = self
             self.trainable, self.param_space, self.tune_config = trainable, param_space, tune_config
 
@@ -301,10 +306,16 @@ def _fake_ray(monkeypatch) -> types.SimpleNamespace:
     basic.BasicVariantGenerator = lambda **kw: types.SimpleNamespace(kind="basic", **kw)
     optuna_search = types.ModuleType("ray.tune.search.optuna")
     optuna_search.OptunaSearch = lambda **kw: types.SimpleNamespace(kind="optuna", **kw)
+    search = types.ModuleType("ray.tune.search")
+    search.ConcurrencyLimiter = lambda searcher, max_concurrent: types.SimpleNamespace(
+        kind="limiter", searcher=searcher, max_concurrent=max_concurrent)
     ray = types.ModuleType("ray")
     ray.tune = tune
+    ray.__version__ = "2.60.0"
+    ray.is_initialized = lambda: True
+    ray.cluster_resources = lambda: {"CPU": 2.0}
     for name, mod in {"ray": ray, "ray.tune": tune, "ray.tune.schedulers": schedulers,
-                      "ray.tune.search": types.ModuleType("ray.tune.search"),
+                      "ray.tune.search": search,
                       "ray.tune.search.basic_variant": basic, "ray.tune.search.optuna": optuna_search}.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return calls
@@ -320,35 +331,51 @@ def test_ray_module_has_param_space_and_scheduler(key: str, tmp_path, monkeypatc
     space = module.param_space
     if plan.strategy in ("grid", "manual"):
         grid = space[module.GRID_KEY]
-        assert grid.kind == "grid_search" and grid.args[0] == plan.grid
+        assert grid.kind == "grid_search"
+        key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
+        assert sorted(map(key, grid.args[0])) == sorted(map(key, plan.grid + (
+            [plan.baseline] if plan.baseline and plan.baseline not in plan.grid else [])))
     else:
         for p in plan.params:
-            dom = space[p.name]
+            dom = space[p.name + module.UNIT] if p.by else space[p.name]
             expected = {"loguniform": "loguniform", "uniform": "uniform", "categorical": "choice",
                         "int": "randint", "intlog": "lograndint"}[p.distribution]
-            if p.by and plan.strategy != "bayesian":
-                expected = "sample_from"
+            if p.by:  # a unit draw placed in its optimizer's range, seeded and readable by OptunaSearch
+                expected = "uniform"
             assert dom.kind == expected, (p.name, dom.kind)
             if expected == "loguniform" and not p.by:
                 assert dom.args[0] == pytest.approx(p.low / 10 if p.zero else p.low)
                 assert dom.args[1] == pytest.approx(p.high)
-        assert module.tune_config.num_samples == plan.n_configs
+        assert module.make_tune_config().num_samples == plan.n_configs
     for name, value in plan.fixed.items():
         assert space[name] == value
-    cfg = module.tune_config
+    cfg = module.make_tune_config()
     assert cfg.metric == plan.metric and cfg.mode == ("max" if plan.direction == "maximize" else "min")
     if plan.pruner.type == "none":
         assert cfg.scheduler is None
     else:
         assert cfg.scheduler.kind == "asha" and cfg.scheduler.max_t == module.EPOCHS
         assert cfg.scheduler.reduction_factor == (plan.pruner.reduction_factor or 3)
-    assert cfg.search_alg.kind == ("optuna" if plan.strategy == "bayesian" else "basic")
+    alg = cfg.search_alg
+    if plan.strategy == "bayesian":  # behind a ConcurrencyLimiter: Ray ignores max_concurrent_trials otherwise
+        assert alg.kind == "limiter" and alg.max_concurrent == plan.budget.workers
+        alg = alg.searcher
+        assert alg.kind == "optuna"
+    else:
+        assert alg.kind == "basic" and alg.max_concurrent == plan.budget.workers
     if plan.baseline:
-        point = cfg.search_alg.points_to_evaluate[0]
-        assert point.get("_config", point) == plan.baseline
+        if plan.strategy in ("grid", "manual"):  # the grid's first configuration (report 3.2)
+            assert space[module.GRID_KEY].args[0][0] == plan.baseline and alg.points_to_evaluate is None
+        else:
+            point = module.hp_from_config(alg.points_to_evaluate[0])
+            assert {k: point[k] for k in plan.baseline} == pytest.approx(plan.baseline)
+            if plan.strategy == "bayesian":  # OptunaSearch needs every searched parameter (3.1)
+                assert {p.name for p in plan.params} <= set(point)
     # run() drives the user's function with the hyperparameters and reports each epoch
     assert module.run(toy_objective) == "results"
     assert calls.reports and plan.metric in calls.reports[-1]
+    assert calls.resources == {"cpu": 1, "gpu": 1 if plan.hardware["cuda"] else 0} or (
+        plan.hardware["cuda"] and calls.resources["gpu"] == 0)  # the fake Ray has no GPU: CPU trials
     if plan.param("weight_decay"):
         assert module.hp_from_config({"weight_decay": plan.param("weight_decay").low / 5})["weight_decay"] == 0.0 \
             or plan.strategy in ("grid", "manual")
@@ -424,7 +451,16 @@ def test_a_conditional_grid_says_w_and_b_crosses_it_in_the_file_and_in_plans_out
     assert r.code == 0, r.err
     text = out.read_text()
     assert "W&B has no conditional grid" in text and "20 learning_rate-optimizer pairs for the 10 planned" in text
-    assert "20 learning_rate-optimizer pairs" in " ".join(r.out.split())
+    assert "one grid over 'planned'" in " ".join(r.out.split())
+    assert len(yaml.safe_load(text)["parameters"]["planned"]["values"]) == 10
+    # advisor reads it back as the conditional grid it planned, and its linter finds no grid explosion
+    from advisor.ingest.space import load_space
+
+    space = load_space(out).space
+    assert space.params["learning_rate"].by == "optimizer"
+    assert sum(len(v) for v in space.params["learning_rate"].grid.values()) == 10
+    res = run_cli("check", out, "--budget", "8h", "--trial-time", "30m")
+    assert "K201" not in res.out and res.code == 0, res.out
 
 
 def test_the_w_and_b_file_names_the_pruner_phases_and_stop_rule_it_cannot_run() -> None:
@@ -455,3 +491,30 @@ def test_the_scripts_stop_rule_counts_pruned_trials_as_no_gain(tmp_path) -> None
                                      intermediate_values={0: 0.1}))
         rule(study, study.trials[-1])
     assert stopped == [6, 7]  # one complete trial, then 5 pruned ones without a better value: stop
+
+
+def test_audit_reads_the_zero_choice_as_zero_not_as_the_lower_bound(tmp_path) -> None:
+    """The study stores the raw draw below the floor; the trial ran with 0 (its hp): audit reads 0,
+    so a best at 0 is no "best at the lower bound, widen downwards" (emitters report 1.7)."""
+    plan = plan_for("random-50h")
+    path = tmp_path / "search_zero.py"
+    path.write_text(emit(plan, "optuna", path.name))
+    module = load_module(path, path.stem)
+    storage = f"sqlite:///{tmp_path / 'zero.db'}"
+
+    def objective(hp, report):
+        return 1.0 - (0.5 if hp["weight_decay"] > 0 else 0.0) - abs(math.log10(hp["learning_rate"]) + 3) / 10
+
+    module.run(objective, storage=storage, phases=("explore",), n_explore=24)
+    from advisor.ingest.study import load_study
+
+    table = load_study(storage, plan.name)
+    wd = table.trials["params_weight_decay"]
+    assert (wd == 0).any() and ((wd == 0) | (wd >= plan.param("weight_decay").low)).all()
+    d = table.distributions["weight_decay"]
+    assert d.zero and d.low == pytest.approx(plan.param("weight_decay").low)
+    best = table.trials.loc[table.trials["value"].idxmax()]
+    assert best["params_weight_decay"] == 0.0
+    res = run_cli("audit", str(tmp_path / "zero.db"), "--study", plan.name, "--json")
+    found = [f for f in json.loads(res.out)["findings"] if "weight_decay" in json.dumps(f)]
+    assert not [f for f in found if f["code"] == "A101"], found

@@ -14,6 +14,14 @@ from advisor.advice.plan import Plan, PlanParam
 from advisor.emit import reason_codes, summary
 
 METHODS = {"manual": "grid", "grid": "grid", "random": "random", "bayesian": "bayes"}
+WANDB_TESTED = "0.31"  # wandb (and W&B's `sweeps` 0.3) the real-tool tests load and run the sweeps with
+PLANNED = "planned"    # a conditional grid: one grid axis whose values are the planned configurations
+
+
+def conditional_grid(plan: Plan) -> bool:
+    """A grid whose ranges depend on another parameter (a learning rate per optimizer): W&B crosses
+    every value of every axis, so the sweep lists the planned configurations instead (report 2.1)."""
+    return plan.strategy in ("grid", "manual") and bool(plan.grid) and any(p.by and p.grid for p in plan.params)
 
 
 def _number(value: float) -> float | int:
@@ -39,7 +47,12 @@ def _param(p: PlanParam, gridded: bool) -> dict[str, Any]:
 
 def sweep_config(plan: Plan) -> dict[str, Any]:
     gridded = plan.strategy in ("grid", "manual")
-    parameters: dict[str, Any] = {p.name: _param(p, gridded) for p in plan.params}
+    if conditional_grid(plan):
+        listed = {k for config in plan.grid or [] for k in config}
+        parameters = {PLANNED: {"values": [dict(config) for config in plan.grid or []]}}
+        parameters.update({p.name: _param(p, gridded) for p in plan.params if p.name not in listed})
+    else:
+        parameters = {p.name: _param(p, gridded) for p in plan.params}
     for name, value in plan.fixed.items():
         parameters.setdefault(name, {"value": value})
     config: dict[str, Any] = {
@@ -73,12 +86,14 @@ def limits(plan: Plan) -> list[str]:
             rng = ", ".join(f"{k}: {lo:g}-{hi:g}" for k, (lo, hi) in p.ranges.items())
             lines.append(f"# {p.name}: W&B has no conditional ranges; this covers every {p.by}'s range "
                          f"({rng}); prefer the Optuna script for this space.")
-        if gridded and p.by and p.grid:
-            planned = sum(len(v) for v in p.grid.values())
+        if gridded and p.by and p.grid and conditional_grid(plan):
+            planned = len(plan.grid or [])
             crossed = len({v for vals in p.grid.values() for v in vals}) * len(p.grid)
-            lines.append(f"# {p.name}: W&B has no conditional grid; it crosses every {p.name} with every "
-                         f"{p.by}: {crossed} {p.name}-{p.by} pairs for the {planned} planned. Run one sweep per "
-                         f"{p.by} (its own values), or the Optuna script.")
+            lines.append(f"# {p.name}: a range per {p.by}, and W&B has no conditional grid (crossing the axes "
+                         f"would run {crossed} {p.name}-{p.by} pairs for the {planned} planned); the sweep is one "
+                         f"grid over '{PLANNED}', whose {planned} values are the planned configurations. "
+                         "In train.py:")
+            lines.append(f"#   hp = {{**config, **config.pop('{PLANNED}', {{}})}}  # config = dict(wandb.config)")
     pr = plan.pruner
     if pr.type in ("median", "patient"):
         lines.append(f"# Pruner: the plan's {pr.type} pruner has no W&B form; W&B's hyperband early termination "
@@ -114,6 +129,8 @@ def render(plan: Plan, filename: str = "sweep.yaml") -> str:
         f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).",
         f"# Run: wandb sweep {filename if filename.isprintable() else repr(filename)}, then "
         "`wandb agent <sweep-id>` once per GPU.",
+        f"# Written for wandb >= {WANDB_TESTED} (loaded and run with wandb {WANDB_TESTED} and W&B's sweeps 0.3); "
+        "`wandb sweep` validates it.",
         "# program: replace train.py with your training script; it reads wandb.config and logs",
         f"#   {plan.metric} every epoch (the early termination reads it).",
     ]

@@ -217,6 +217,8 @@ def study_facts(table: StudyTable, analysis: dict[str, float],
         col = pd.to_numeric(t[f"params_{p}"], errors="coerce") if d.numeric else None
         if d.numeric:
             lo, hi, log = float(d.low), float(d.high), bool(d.log)
+            # "0 or a log range" (Distribution.zero): a trial that ran with 0 has no position on the
+            # log scale, so a best at 0 is the zero choice, never "best at the lower bound"
             pf.update(param_low=lo, param_high=hi, param_log=log)
             if best_row is not None and _finite(col[best_row]):
                 pf["param_best"] = float(col[best_row])
@@ -308,6 +310,8 @@ def param_importances(table: StudyTable, analysis: dict[str, float]) -> tuple[di
             continue
         if d.numeric:
             x = pd.to_numeric(col, errors="coerce").dropna()
+            if getattr(d, "zero", False) and d.log:  # "0 or a log range": 0 sits one decade below the floor
+                x = x.where(x > 0, float(d.low) / 10)
             lo, hi = min(float(d.low), float(x.min())), max(float(d.high), float(x.max()))
             if hi <= lo:
                 continue
@@ -330,7 +334,7 @@ def param_importances(table: StudyTable, analysis: dict[str, float]) -> tuple[di
             study = optuna.create_study(direction=table.direction)
             trials = []
             for i in t.index[ok]:
-                params = {p: _native(t.at[i, f"params_{p}"], dists[p]) for p in dists
+                params = {p: _native(_encoded(t.at[i, f"params_{p}"], dists[p]), dists[p]) for p in dists
                           if t.at[i, f"params_{p}"] is not None and not pd.isna(t.at[i, f"params_{p}"])}
                 trials.append(optuna.trial.create_trial(
                     params=params, distributions={p: dists[p] for p in params}, value=float(t.at[i, "value"])))
@@ -341,6 +345,13 @@ def param_importances(table: StudyTable, analysis: dict[str, float]) -> tuple[di
         return {}, None
     result = {p: float(v) for p, v in result.items() if math.isfinite(v)}
     return result, f"fANOVA (optuna.importance.FanovaImportanceEvaluator, {trees} trees, seed {seed})"
+
+
+def _encoded(value: Any, dist) -> Any:
+    """0 of a "0 or a log range" parameter -> the bottom of its log distribution (fANOVA's view)."""
+    if type(dist).__name__ == "FloatDistribution" and dist.log and value == 0:
+        return dist.low
+    return value
 
 
 def _native(value: Any, dist) -> Any:

@@ -7,6 +7,7 @@ distribution of each parameter are kept beside it.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def load_space(path: str | Path, lint: bool = False) -> SpaceFile:
     if "advisor_space" in data:
         sf = _advisor(path, root, data)
     elif "method" in data or ("parameters" in data and "params" not in data):
-        sf = _wandb(path, root, data, lint)
+        sf = _wandb(path, root, data, lint, text)
     elif "params" in data:
         sf = _advisor(path, root, data)
     else:
@@ -190,6 +191,51 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, dict]:
     return flat
 
 
+def _planned_grid(values: list) -> dict[str, Param] | None:
+    """A grid axis whose values are whole configurations ({optimizer: sgd, learning_rate: 1e-3},
+    as advisor writes a conditional grid) -> the parameters: a categorical for each key of text
+    values, and each numeric key as a range per value of that categorical with its grid points."""
+    if len(values) < 2 or not all(isinstance(v, dict) and v for v in values):
+        return None
+    keys = list(dict.fromkeys(k for v in values for k in v))
+    if any(set(v) != set(keys) for v in values):
+        return None
+    text = [k for k in keys if all(isinstance(v[k], str) for v in values)]
+    numbers = [k for k in keys if all(_is_number(v[k]) for v in values)]
+    if len(text) + len(numbers) != len(keys) or len(text) > 1:
+        return None
+    out: dict[str, Param] = {}
+    by = text[0] if text else None
+    if by:
+        out[by] = Param(type="categorical", choices=list(dict.fromkeys(v[by] for v in values)))
+    for k in numbers:
+        kind = "int" if all(isinstance(v[k], int) for v in values) else "float"
+        groups: dict[str, list[float]] = {}
+        for v in values:
+            groups.setdefault(v[by] if by else "", []).append(v[k])
+        every = [x for g in groups.values() for x in g]
+        log = min(every) > 0 and max(every) / min(every) >= 10
+        if by:
+            out[k] = Param(type=kind, log=log, by=by, ranges={g: [min(x), max(x)] for g, x in groups.items()},
+                           grid={g: list(dict.fromkeys(x)) for g, x in groups.items()})
+        else:
+            out[k] = Param(type=kind, log=log, low=min(every), high=max(every), choices=list(dict.fromkeys(every)))
+    return out
+
+
+_ZERO_MARK = re.compile(r"^#\s*([A-Za-z_][\w.]*): values below (\S+) mean exactly 0", re.M)
+
+
+def _zero_marks(text: str) -> dict[str, float]:
+    out = {}
+    for name, value in _ZERO_MARK.findall(text or ""):
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -203,7 +249,7 @@ def _mapping(path: Path, data: dict, key: str, keys: str) -> dict:
     return value
 
 
-def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
+def _wandb(path: Path, root: Any, data: dict, lint: bool = False, text: str = "") -> SpaceFile:
     method = data.get("method")
     if method not in WANDB_METHODS:
         raise InputError(f"{path}: field 'method': {method!r} is not one of grid, random, bayes")
@@ -256,6 +302,11 @@ def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
         if kind == "categorical":
             if not isinstance(spec.get("values"), list) or not spec["values"]:
                 raise InputError(f"{where}: 'values' must be a non-empty list")
+            planned = _planned_grid(spec["values"]) if method == "grid" else None
+            if planned:  # whole configurations (advisor's conditional grid): the parameters they hold
+                params.update(planned)
+                dists.update({k: "categorical" for k in planned})
+                continue
             params[name] = Param(type="categorical", choices=spec["values"])
             continue
         lo, hi = spec.get("min"), spec.get("max")
@@ -270,16 +321,22 @@ def _wandb(path: Path, root: Any, data: dict, lint: bool = False) -> SpaceFile:
         if dist in ("log_uniform", "q_log_uniform", "inv_log_uniform"):  # exponents -> values
             lo, hi = (math.exp(min(lo, 700)), math.exp(min(hi, 700)))
         params[name] = Param(type=kind, low=float(lo), high=float(hi), log=log)
+    for name, low in _zero_marks(text).items():  # advisor's "values below X mean exactly 0" comment
+        p = params.get(name)
+        if p is not None and p.type == "float" and p.log and p.low and math.isclose(p.low * 10, low, rel_tol=1e-6):
+            params[name] = Param(type="float", low=low, high=p.high, log=True, zero=True)
     metric = _mapping(path, data, "metric", "name, goal")
     early = _mapping(path, data, "early_terminate", "type, min_iter ...")
     goal = metric.get("goal")
+    bands = {"min_resource": early.get("min_iter"), "reduction_factor": early.get("eta")}
+    bands = {k: v for k, v in bands.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 1}
     try:
         space = Space(
             name=data.get("name"), strategy=WANDB_METHODS[method],
             # W&B minimizes unless told to maximize; an unknown goal is rule K002's
             direction="maximize" if goal == "maximize" else "minimize",
             metric=metric.get("name", "val_metric"), trials=data.get("run_cap"),
-            pruner=Pruner(type="hyperband" if early.get("type") == "hyperband" else "none"),
+            pruner=(Pruner(type="hyperband", **bands) if early.get("type") == "hyperband" else Pruner(type="none")),
             fixed=fixed, params=params,
         )
     except ValidationError as exc:

@@ -47,6 +47,7 @@ class Distribution:
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None
+    zero: bool = False             # "0 or a log range": exactly 0 is a choice besides [low, high]
     source: str = "space"          # space: declared in the storage; observed: min..max of the values tried
 
     @property
@@ -319,14 +320,24 @@ def _from_frozen(source: str, name: str, frozen: list, direction: str, fmt: str)
                            and not (t.user_attrs.get("seeded_from") or t.user_attrs.get("planned")),
                "baseline": bool(t.user_attrs.get("baseline", False)),
                "seed": t.user_attrs.get("seed")}
+        hp = t.user_attrs.get("hp") if isinstance(t.user_attrs.get("hp"), dict) else {}
         for p, v in t.params.items():
             if p.lower() in SEED_NAMES:
                 row["seed"] = v
                 continue
             if p not in params:
                 params.append(p)
+            if dists.get(p) is None or not dists[p].zero:
+                dists[p] = _from_optuna_distribution(t.distributions[p])
+            # advisor's "0 or a log range" (advisor search, the emitted script): the study stores the
+            # raw draw below the floor, the trial's hp the 0 it ran with; the table holds the 0
+            if hp.get(p) == 0 and isinstance(v, float) and v > 0 and dists[p].log and not dists[p].zero:
+                d = dists[p]
+                dists[p] = Distribution(d.kind, low=d.low * 10, high=d.high, log=True, step=d.step, zero=True,
+                                        source=d.source)
+            if hp.get(p) == 0 and isinstance(v, float) and v > 0 and dists[p].zero:
+                v = 0.0
             row[f"params_{p}"] = v
-            dists[p] = _from_optuna_distribution(t.distributions[p])
         rows.append(row)
     trials = _frame(rows, params)
     _mark_enqueued_baseline(trials)
