@@ -179,6 +179,10 @@ import warnings
 
 import optuna
 
+if int(optuna.__version__.split(".")[0]) < 4:
+    raise ImportError(f"this search needs Optuna 4 or newer (tested with 4.0 and 5.0); found {optuna.__version__}: "
+                      "pip install 'optuna>=4'")
+
 STUDY_NAME = $study_name
 $storage_line
 DIRECTION = $direction
@@ -404,16 +408,44 @@ def narrowed(study, space, top=REFINE_TOP, widen=REFINE_WIDEN):
     return new
 
 
+def _grid_run(study, user_objective, points, deadline):
+    """A grid runs exactly its points: each one queued until a trial of it completed or was pruned
+    -- a point whose trial failed (Ctrl-C) or was left RUNNING by a killed worker is queued again
+    when the search is started again -- and never more trials than queued points, so the sampler
+    never draws an off-grid configuration. (A worker that joins while another runs a point queues
+    that point too: start the workers together.)"""
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    key = lambda params: json.dumps(params, sort_keys=True, default=str)  # noqa: E731
+    trials = study.get_trials(deepcopy=False)
+    finished = {key(t.params) for t in trials if t.state in done}
+    waiting = {key(t.system_attrs.get("fixed_params") or t.params) for t in trials
+               if t.state == optuna.trial.TrialState.WAITING}
+    for hp in points:
+        params = to_params(hp, SPACE)
+        if key(params) not in finished | waiting:
+            # the baseline marked as such, grid points as planned points (audit tells them apart)
+            study.enqueue_trial(params, user_attrs={"baseline": True} if hp is BASELINE else {"planned": "grid"})
+            waiting.add(key(params))
+    function = trial_function(user_objective, SPACE)
+    while True:
+        queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if not queued or (timeout is not None and timeout <= 0):
+            return
+        study.optimize(function, n_trials=queued, timeout=timeout, catch=(), gc_after_trial=False,
+                       show_progress_bar=False)
+
+
 def explore(user_objective, storage, n=N_EXPLORE, deadline=None):
     study = _study(STUDY_NAME, storage)
     first = [] if BASELINE is None else [BASELINE]
-    for hp in first + list(GRID or []):
-        # the baseline marked as such, grid points as planned points (audit tells them apart)
-        study.enqueue_trial(to_params(hp, SPACE), skip_if_exists=True,
-                            user_attrs={"baseline": True} if hp is BASELINE else {"planned": "grid"})
     if GRID is not None:
-        n = len(GRID) + (1 if BASELINE is not None and BASELINE not in GRID else 0)
-    _optimize(study, trial_function(user_objective, SPACE), n, deadline, stale=GRID is None)
+        points = first + [hp for hp in GRID if hp != BASELINE]
+        _grid_run(study, user_objective, points, deadline)
+        return study
+    for hp in first:  # the baseline, marked as such (audit tells it from the search's trials)
+        study.enqueue_trial(to_params(hp, SPACE), skip_if_exists=True, user_attrs={"baseline": True})
+    _optimize(study, trial_function(user_objective, SPACE), n, deadline, stale=True)
     return study
 
 
