@@ -25,7 +25,8 @@ from test_emit import load_module, plan_for
 
 def need(module: str, why: str, strict: bool = True):
     """The tool, or a skip with the reason; under CI=true a missing tool of the `tools` extra fails.
-    `sweeps` is not in the extra (it pins numpy<2; `pip install --no-deps sweeps` works with numpy 2)."""
+    `sweeps` is not in the extra (it pins numpy<2 yet works with numpy 2): .ci/run installs it with
+    --no-deps, so under CI it is required too."""
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -128,7 +129,7 @@ def test_optuna_two_workers_share_the_budget_on_a_journal(tmp_path) -> None:
 # --------------------------------------------------------------------------- W&B (sweeps)
 
 def _sweep(plan):
-    sweeps = need("sweeps", "W&B's sweep logic, offline; pip install --no-deps sweeps", strict=False)
+    sweeps = need("sweeps", "W&B's sweep logic, offline; pip install --no-deps sweeps (.ci/run does)")
     need("wandb", "W&B's sweep loader")
     from wandb.sdk.launch.sweeps.utils import load_sweep_config  # noqa: F401  (the loader wandb sweep uses)
 
