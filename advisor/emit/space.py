@@ -45,18 +45,33 @@ def to_space(plan: Plan) -> Space:
         "stop": {r.name: r.value for r in plan.stop_rules},
     }
     return Space(name=plan.name, direction=plan.direction, metric=plan.metric, strategy=plan.strategy,
-                 trials=max(1, plan.n_configs), epochs=plan.budget.epochs, seeds_final=plan.seeds_final,
+                 trials=max(1, plan.n_configs), epochs=planned_epochs(plan), seeds_final=plan.seeds_final,
                  top_k=plan.top_k, pruner=pruner, baseline=plan.baseline, fixed=dict(plan.fixed),
                  params=params, **extra)
+
+
+def planned_epochs(plan: Plan) -> int | None:
+    """The epochs per trial the plan was made for: given, or the ones its pruner assumed (so that
+    `advisor search --plan` trains what the pruner's rungs were set for, not the trainer's default)."""
+    if plan.budget.epochs:
+        return plan.budget.epochs
+    if getattr(plan.pruner, "epochs_assumed", False):
+        from advisor.advice.plan import tables
+
+        return int(tables()["budget"]["pruner"]["assumed_epochs"])
+    return None
 
 
 def render(plan: Plan, filename: str = "space.yaml") -> str:
     space = to_space(plan)
     data = _plain(space.to_yaml_dict())
+    assumed = ("" if plan.budget.epochs or space.epochs is None else
+               f"# epochs: {space.epochs} assumed (no --epochs): the pruner is set for it; set your own here.\n")
     header = (f"# advisor search space, planned by `advisor plan`.\n"
               f"# {summary(plan)}\n"
               f"# Decisions: {reason_codes(plan)} (`advisor explain CODE`).\n"
-              "# zero: true adds exactly 0 as a choice besides the log range (a log range cannot reach 0).\n")
+              "# zero: true adds exactly 0 as a choice besides the log range (a log range cannot reach 0).\n"
+              + assumed)
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
