@@ -99,6 +99,19 @@ def _pruner_code(plan: Plan) -> str:
     return spec_code("pruners", kind, _with_code(args, _epoch_code(plan, epochs)))
 
 
+def whole_baseline(plan: Plan) -> dict:
+    """The baseline with every searched parameter set: one --current does not name takes the
+    middle of its range (emit/space.py `middle`), not a random draw (emitters report 1.6)."""
+    from advisor.emit.space import middle
+
+    baseline = dict(plan.baseline or {})
+    if plan.strategy not in ("grid", "manual"):
+        for p in plan.params:
+            if p.name not in baseline and middle(p) is not None:
+                baseline[p.name] = middle(p)
+    return baseline
+
+
 def render(plan: Plan, filename: str = "search.py") -> str:
     bt = tables()["budget"]
     phases = {ph.name: ph for ph in plan.phases}
@@ -139,7 +152,7 @@ def render(plan: Plan, filename: str = "search.py") -> str:
         stop_stale=stop["stale_trials"] if plan.strategy in ("random", "bayesian") else 0,
         space=_lit(search_space(plan)),
         grid=_lit(plan.grid) if plan.grid else "None",
-        baseline=_lit(plan.baseline) if plan.baseline else "None",
+        baseline=_lit(whole_baseline(plan)) if plan.baseline else "None",
         fixed=_lit(plan.fixed),
         sampler=_sampler_code(plan),
         pruner=_pruner_code(plan),
@@ -208,7 +221,8 @@ SPACE = $space
 # Grid or manual sweep: every configuration, in order (None: the sampler chooses).
 GRID = $grid
 
-# Your current configuration: trial 0, the baseline the search has to beat.
+# Your current configuration: trial 0, the baseline the search has to beat (a searched parameter
+# your --current did not name takes the middle of its range).
 BASELINE = $baseline
 
 # Not searched: passed to the objective as they are.

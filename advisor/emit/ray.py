@@ -14,13 +14,12 @@ How the plan maps onto Ray (emitters report, section 3):
 
 from __future__ import annotations
 
-import math
 import pprint
 from string import Template
-from typing import Any
 
 from advisor.advice.plan import Plan, PlanParam, tables
 from advisor.emit import reason_codes, summary
+from advisor.emit.space import middle
 
 RAY_TESTED = "2.60.0"  # the version the real-tool tests run (tests/test_emit_real.py)
 UNIT = "__unit"        # suffix of the unit draw of a conditional parameter
@@ -38,19 +37,6 @@ def _domain(p: PlanParam) -> str:
     if p.distribution == "intlog":
         return f"tune.lograndint({int(p.low)}, {int(p.high) + 1})  # upper bound exclusive"
     return f"tune.randint({int(p.low)}, {int(p.high) + 1})  # upper bound exclusive"
-
-
-def _middle(p: PlanParam) -> Any:
-    """A value for a searched parameter that the baseline does not name (OptunaSearch needs every
-    searched parameter in a point): the middle of its range."""
-    if p.distribution == "categorical":
-        choices = list(p.choices or [])
-        return choices[len(choices) // 2] if choices else None
-    if p.by and p.ranges:
-        return None  # placed by its key's range in config_from_hp
-    lo, hi = float(p.low), float(p.high)
-    mid = math.sqrt(lo * hi) if p.log and lo > 0 else (lo + hi) / 2
-    return int(round(mid)) if p.distribution in ("int", "intlog") else mid
 
 
 def _scheduler(plan: Plan) -> str:
@@ -123,8 +109,8 @@ def render(plan: Plan, filename: str = "ray_search.py") -> str:
             space_lines.append(f"    {p.name!r}: {code},{'  # ' + comment if comment else ''}")
         if bayesian and baseline:
             for p in plan.params:
-                if p.name not in baseline and _middle(p) is not None:
-                    baseline[p.name] = _middle(p)
+                if p.name not in baseline and middle(p) is not None:
+                    baseline[p.name] = middle(p)
     space_lines += [f"    {k!r}: {v!r}," for k, v in plan.fixed.items()]
     ranges = {p.name: {"by": p.by, "log": p.log, "ranges": {k: [float(a), float(b)] for k, (a, b) in p.ranges.items()}}
               for p in plan.params if p.by and p.ranges and not gridded}
@@ -186,7 +172,6 @@ $ray_tested): checked at import. What differs from the plan:
 $notes
 """
 
-import math
 import warnings
 
 import ray

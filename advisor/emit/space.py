@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
 
-from advisor.advice.plan import Plan
+from advisor.advice.plan import Plan, PlanParam
 from advisor.emit import reason_codes, summary
 from advisor.space import Param, Pruner, Space
 
@@ -48,6 +49,20 @@ def to_space(plan: Plan) -> Space:
                  trials=max(1, plan.n_configs), epochs=planned_epochs(plan), seeds_final=plan.seeds_final,
                  top_k=plan.top_k, pruner=pruner, baseline=plan.baseline, fixed=dict(plan.fixed),
                  params=params, **extra)
+
+
+def middle(p: PlanParam) -> Any:
+    """A value for a searched parameter that the baseline does not name (Ray's OptunaSearch needs
+    every searched parameter in a point; the Optuna script would draw it at random): the middle of
+    its range (geometric on a log scale), the middle choice; None for a range per optimizer."""
+    if p.distribution == "categorical":
+        choices = list(p.choices or [])
+        return choices[len(choices) // 2] if choices else None
+    if p.by and p.ranges:
+        return None  # placed by its key's range in config_from_hp
+    lo, hi = float(p.low), float(p.high)
+    mid = math.sqrt(lo * hi) if p.log and lo > 0 else (lo + hi) / 2
+    return int(round(mid)) if p.distribution in ("int", "intlog") else mid
 
 
 def planned_epochs(plan: Plan) -> int | None:
