@@ -172,6 +172,7 @@ $ray_tested): checked at import. What differs from the plan:
 $notes
 """
 
+import math
 import warnings
 
 import ray
