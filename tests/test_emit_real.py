@@ -271,3 +271,44 @@ def test_ray_assumed_epochs_follow_the_training(ray_local, tmp_path) -> None:
     module, results, trials, overlap = _ray_run(plan, tmp_path, samples=4, epochs=5, sleep=0.01)
     assert "assumed" in (tmp_path / "ray_search_mod.py").read_text().split("EPOCHS = ", 1)[1].splitlines()[0]
     assert not results.errors and any(t["epochs"] == 5 for t in trials)
+
+
+def test_optuna_script_resumes_as_advisor_search_does(tmp_path) -> None:
+    """Emitters report 1.5: a trial cut by Ctrl-C or left RUNNING by a kill does not count against
+    the budget; the stop rule's decision and the wall-clock start are kept in the study, so running
+    the script again adds no trial to a search that has ended and gets no fresh budget."""
+    optuna = need("optuna", "the emitted Optuna script")
+    plan = plan_for("random-50h")
+    path = tmp_path / "resume_search.py"
+    path.write_text(emit(plan, "optuna", path.name))
+    module = load_module(path, path.stem)
+    storage = f"sqlite:///{tmp_path / 'resume.db'}"
+    n = module.N_EXPLORE
+    calls = {"n": 0}
+
+    def objective(hp, report):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the third trial
+        for e in range(1, 4):
+            report(curve(hp, e, 3), e)
+        return curve(hp, 3, 3)
+
+    with pytest.raises(KeyboardInterrupt):
+        module.run(objective, storage=storage, phases=("explore",))
+    study = optuna.load_study(study_name=plan.name, storage=storage)
+    started = study.user_attrs["started"]
+    zombie = study.ask()  # what a kill -9 leaves: a trial RUNNING for ever
+    module.run(objective, storage=storage, phases=("explore",))
+    study = optuna.load_study(study_name=plan.name, storage=storage)
+    assert study.user_attrs["started"] == started  # the budget's clock was not restarted
+    trials = study.get_trials()
+    cut = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert {t.number for t in cut} >= {zombie.number} and len(cut) == 2
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in cut)
+    counted = [t for t in trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+    assert len(counted) == n or study.user_attrs.get("stopped") == "stale"
+    # run once more: a search that ended (budget or stop rule) adds nothing
+    before = len(trials)
+    module.run(objective, storage=storage, phases=("explore",))
+    assert len(optuna.load_study(study_name=plan.name, storage=storage).get_trials()) == before

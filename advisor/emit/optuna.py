@@ -263,6 +263,13 @@ def make_storage(url):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
+    if url.startswith(("postgresql", "mysql")):
+        # workers on several machines: a killed worker's RUNNING trial is failed by the others
+        # once it misses its heartbeat, and retried once
+        from optuna.storages import RetryFailedTrialCallback
+
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180,
+                                          failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
     return url
 
 
@@ -322,6 +329,9 @@ def trial_function(user_objective, space, seed=SEED):
             return user_objective(hp, report)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:  # Ctrl-C: this trial does not count against the budget
+            trial.set_user_attr("interrupted", True)
+            raise
         except Exception as exc:  # an out-of-memory configuration is infeasible, not a crash
             if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
                 raise optuna.TrialPruned(f"out of memory: {exc}") from None
@@ -351,6 +361,7 @@ class StopWhenStale:
             return
         gain = now - before
         if gain / max(abs(before), 1e-12) / self.window < self.min_gain:
+            study.set_user_attr("stopped", "stale")  # kept: running the script again adds nothing
             study.stop()
 
 
@@ -358,17 +369,41 @@ COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
            optuna.trial.TrialState.FAIL)
 
 
+def _counted(study):
+    """Trials that count against the budget: finished, a trial cut by Ctrl-C or a kill left out."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED) if not t.user_attrs.get("interrupted"))
+
+
 def _study(name, storage):
-    return optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(),
-                               pruner=make_pruner(), direction=DIRECTION, load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(),
+                                pruner=make_pruner(), direction=DIRECTION, load_if_exists=True)
+    if isinstance(storage, str) and storage.startswith("sqlite"):
+        # one process: a trial still RUNNING was left by a killed run; failed, marked, not counted
+        # (a server's heartbeat does this for several workers, see make_storage; a journal file's
+        # workers share one machine: start them together)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+class _Budget:
+    """Stop once `n_total` trials count (_counted): Optuna's MaxTrialsCallback counts by state only."""
+
+    def __init__(self, n_total):
+        self.n_total = n_total
+
+    def __call__(self, study, trial):
+        if _counted(study) >= self.n_total:
+            study.stop()
 
 
 def _optimize(study, function, n_total, deadline, stale=True):
-    done = len(study.get_trials(deepcopy=False, states=COUNTED))
+    done = _counted(study)
     timeout = None if deadline is None else deadline - time.monotonic()
-    if done >= n_total or (timeout is not None and timeout <= 0):
+    if done >= n_total or study.user_attrs.get("stopped") or (timeout is not None and timeout <= 0):
         return
-    callbacks = [optuna.study.MaxTrialsCallback(n_total, states=COUNTED)]
+    callbacks = [_Budget(n_total)]
     if stale and STOP_STALE:
         callbacks.append(StopWhenStale())
     study.optimize(function, n_trials=n_total - done, timeout=timeout, callbacks=callbacks,
@@ -534,7 +569,13 @@ def run(user_objective=None, storage=STORAGE, phases=("explore", "refine", "fina
     if getattr(user_objective, "placeholder", False):
         user_objective({}, None)  # raises: the objective is still to be written
     storage = make_storage(storage)
-    deadline = time.monotonic() + max(BUDGET_HOURS - FINAL_HOURS, 0.0) * 3600
+    # the wall-clock budget runs from the search's first start, kept in the study: a resumed run
+    # gets what is left of it, not a new one
+    first = _study(STUDY_NAME, storage)
+    if "started" not in first.user_attrs:
+        first.set_user_attr("started", time.time())
+    left = first.user_attrs["started"] + max(BUDGET_HOURS - FINAL_HOURS, 0.0) * 3600 - time.time()
+    deadline = time.monotonic() + left
     if "explore" in phases:
         explore(user_objective, storage, n_explore, deadline)
     if "refine" in phases and n_refine > 0:
