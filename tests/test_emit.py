@@ -299,6 +299,11 @@ def _fake_ray(monkeypatch) -> types.SimpleNamespace:
             self.trainable(config)
             return "results"
 
+        @staticmethod
+        def can_restore(path) -> bool:  # no experiment kept: the module starts a new one
+            calls.restore_checked = path
+            return False
+
     tune.Tuner = Tuner
     schedulers = types.ModuleType("ray.tune.schedulers")
     schedulers.ASHAScheduler = lambda **kw: types.SimpleNamespace(kind="asha", **kw)

@@ -236,6 +236,11 @@ def test_ray_grid_with_a_baseline_runs_the_grid_one_gpu_per_trial(ray_local, tmp
     assert sorted(t["hp"]["learning_rate"] for t in trials) == sorted(g["learning_rate"] for g in plan.grid)
     assert all(len(t["gpus"]) == 1 for t in trials)  # one GPU per trial, as planned
     assert overlap == 1  # MAX_CONCURRENT = 1 although Ray has 2 CPUs and 2 GPUs
+    # run again on the same storage: the finished experiment is restored, nothing trains again
+    # (report 3.9: the module keeps its experiment and resumes it)
+    lines = (tmp_path / "trials.jsonl").read_text().count("\n")
+    again = module.run(lambda hp, report: pytest.fail("trained again"), storage_path=str(tmp_path / "ray"))
+    assert len(again) == len(results) and (tmp_path / "trials.jsonl").read_text().count("\n") == lines
 
 
 def test_ray_random_with_baseline_zero_and_pruning(ray_local, tmp_path) -> None:

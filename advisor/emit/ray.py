@@ -141,7 +141,7 @@ def render(plan: Plan, filename: str = "ray_search.py") -> str:
     return _TEMPLATE.substitute(
         summary=summary(plan), reasons=reason_codes(plan), ray_tested=RAY_TESTED,
         notes="\n".join(f"- {line}" for line in notes(plan)),
-        imports=imports, metric=repr(plan.metric), mode=repr("max" if plan.direction == "maximize" else "min"),
+        imports=imports, plan_name=repr(plan.name), metric=repr(plan.metric), mode=repr("max" if plan.direction == "maximize" else "min"),
         epochs=epochs, epochs_note=("  # assumed: set your epochs (ASHA stops every trial at EPOCHS reports)"
                                     if not plan.budget.epochs else ""),
         num_samples=samples, workers=plan.budget.workers, gpus=gpus,
@@ -185,6 +185,7 @@ if not hasattr(tune, "report"):
     raise ImportError(f"this search needs ray[tune] with ray.tune.report (tested with {RAY_TESTED}); "
                       f"found ray {ray.__version__}: pip install 'ray[tune]=={RAY_TESTED}'")
 
+PLAN_NAME = $plan_name  # the experiment's folder under ~/ray_results (run(..., name=...) to change)
 METRIC = $metric
 MODE = $mode
 SEED = 0
@@ -283,8 +284,16 @@ def resources():
 
 def run(train_fn, epochs=None, storage_path=None, name=None):
     """train_fn(hp, report) -> float; report(value, epoch) after each epoch feeds the scheduler.
-    epochs: your training's epochs when they are not EPOCHS (the scheduler stops every trial there)."""
+    epochs: your training's epochs when they are not EPOCHS (the scheduler stops every trial there).
+    The experiment is kept under storage_path/name (default ~/ray_results/<the plan's name>): run
+    it again after Ctrl-C or a crash and it resumes there (Tuner.restore; errored trials re-run),
+    as advisor search --resume does."""
+    import os
+
     epochs = epochs or EPOCHS
+    name = name or PLAN_NAME
+    storage_path = os.path.abspath(os.path.expanduser(storage_path or "~/ray_results"))
+    where = os.path.join(storage_path, name)
 
     def trainable(config):
         hp = hp_from_config(config)
@@ -298,9 +307,12 @@ def run(train_fn, epochs=None, storage_path=None, name=None):
         if not reported:
             tune.report({METRIC: value})
 
-    run_config = tune.RunConfig(storage_path=storage_path, name=name) if storage_path or name else None
-    tuner = tune.Tuner(tune.with_resources(trainable, resources()), param_space=param_space,
-                       tune_config=make_tune_config(epochs), run_config=run_config)
+    resourced = tune.with_resources(trainable, resources())
+    if tune.Tuner.can_restore(where):
+        tuner = tune.Tuner.restore(where, trainable=resourced, param_space=param_space, resume_errored=True)
+    else:
+        tuner = tune.Tuner(resourced, param_space=param_space, tune_config=make_tune_config(epochs),
+                           run_config=tune.RunConfig(storage_path=storage_path, name=name))
     return tuner.fit()
 
 
