@@ -158,7 +158,7 @@ def test_a_diverging_baseline_stops_the_chain_before_the_budget(tmp_path):
 
 
 def test_a_budget_too_small_for_a_search_says_what_it_needs(tmp_path):
-    r = advisor("tune", "--demo", "--budget", "8s", "--out", str(tmp_path / "small"), "--json")
+    r = advisor("tune", "--demo", "--budget", "3s", "--out", str(tmp_path / "small"), "--json")
     assert r.returncode == 1
     s = json.loads(r.stdout)
     assert s["stopped"]["step"] == "baseline" and "no room for a search" in s["stopped"]["message"]

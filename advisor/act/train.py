@@ -493,7 +493,7 @@ def evaluate(task, device, amp_dtype=None) -> float:
     model.eval()
     correct = torch.zeros((), device=device, dtype=torch.float64)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    count = 0
+    count = predicted = 0
     outs, tgts = [], []
     with torch.no_grad():
         for batch in task.val_loader:
@@ -507,7 +507,9 @@ def evaluate(task, device, amp_dtype=None) -> float:
             n = _length(targets)
             count += n
             if metric == "accuracy":
-                correct += _correct(out, targets)
+                hits, made = _correct(out, targets)
+                correct += hits
+                predicted += made
             elif metric == "loss":
                 loss_sum += task.loss_fn(out, targets).detach().double() * n
             else:
@@ -515,8 +517,8 @@ def evaluate(task, device, amp_dtype=None) -> float:
                 tgts.append(targets.detach().cpu() if isinstance(targets, torch.Tensor) else targets)
     if count == 0:
         raise TrialError("val_loader yielded no batches")
-    if metric == "accuracy":
-        return float(correct) / count
+    if metric == "accuracy":  # per prediction: a sequence model predicts one class per token
+        return float(correct) / max(1, predicted)
     if metric == "loss":
         return float(loss_sum) / count
     out = torch.cat(outs) if all(isinstance(o, torch.Tensor) for o in outs) else outs
@@ -534,14 +536,16 @@ def _length(targets) -> int:
 
 
 def _correct(out, targets):
-    """Correct predictions in a batch: class logits (argmax), or one logit per example (> 0)."""
+    """(correct predictions, predictions) in a batch: class logits (argmax), or one logit per
+    example (> 0); a sequence model's logits (batch, tokens, classes) predict once per token."""
     if out.dim() >= 2 and out.shape[-1] > 1:
         pred = out.argmax(-1)
         if targets.dim() == out.dim():      # one-hot or probabilities
             targets = targets.argmax(-1)
     else:
         pred = (out.reshape(targets.shape) > 0).to(targets.dtype)
-    return (pred == targets).sum().double()
+    hits = pred == targets
+    return hits.sum().double(), int(hits.numel())
 
 
 def describe(exc: BaseException) -> str:

@@ -57,9 +57,15 @@ class PlanRules(_Strict):
     ignore_labels: list[str]
 
 
+class FinalRules(_Strict):
+    min_top_k: int
+    seeds: int
+
+
 class TuneRules(_Strict):
     budget: BudgetRules
     plan: PlanRules
+    final: FinalRules
     stop: StopRules
     next: dict[str, str]
 
@@ -349,10 +355,14 @@ class Tune:
         self._check_room()
 
     def _check_room(self) -> None:
-        """Stop when the budget cannot hold a search worth the name (rules/tune.yaml)."""
+        """Stop when the budget cannot hold a search worth the name (rules/tune.yaml): what was
+        spent, the range tests' share, the search's least trials (and one in flight), the best
+        and the baseline at the final seeds, the report."""
         b = self.rules.budget
-        seeds = self.settings.final.seeds
-        needed = self.state.trial_s * (1 + b.min_search_trials + 2 * seeds) + b.report_s
+        seeds = self.rules.final.seeds
+        t = self.state.trial_s
+        needed = (self.elapsed() + b.lr_find_share * self.req.budget_s
+                  + t * (1 + b.min_search_trials + self.rules.final.min_top_k * seeds + seeds - 1) + b.report_s)
         if self.req.budget_s < needed:
             raise Stopped("baseline", f"one run takes {_dur(self.state.trial_s)}: a budget of "
                           f"{_dur(self.req.budget_s)} leaves no room for a search ({b.min_search_trials} trials, "
@@ -441,7 +451,7 @@ class Tune:
         t = self.state.trial_s
         # the plan shares out what is left after this step, less the baseline's seeds, the report
         # and one trial's time (the trial in flight when the search's share ends)
-        room = self.left() - (self.settings.final.seeds - 1) * t - self.rules.budget.report_s - t
+        room = self.left() - (self.rules.final.seeds - 1) * t - self.rules.budget.report_s - t
         finder = None
         lf = self.state.lr_find
         if lf and lf.get("suggested_lr"):
@@ -464,16 +474,26 @@ class Tune:
         # is planned as one nominal trial (rules/search.yaml), as `advisor search` does without
         # --budget: the number of full trainings the budget buys sets the band
         unit = self.settings.search.nominal_trial_hours
-        trials_fit = max(room, t) / t
-        plan = build_plan(PlanInput(
-            budget_hours=trials_fit * unit, trial_hours=unit, epochs=self.state.epochs,
-            hardware=detect(None, None), workers=1, params=parse_params(self.req.params), optimizer=optimizer,
-            current=parse_current(self.state.current, optimizer), diagnosis=summary, finder=finder,
-            metric=self.state.metric, direction=self.state.direction, name=_stem(self.req.task),
-            trial_time_from="measured: the baseline run"))
+
+        def make(seconds: float):
+            return build_plan(PlanInput(
+                budget_hours=max(seconds, t) / t * unit, trial_hours=unit, epochs=self.state.epochs,
+                hardware=detect(None, None), workers=1, params=parse_params(self.req.params), optimizer=optimizer,
+                current=parse_current(self.state.current, optimizer), diagnosis=summary, finder=finder,
+                metric=self.state.metric, direction=self.state.direction, name=_stem(self.req.task),
+                trial_time_from="measured: the baseline run"))
+
+        plan = make(room)
+        fr = self.rules.final
+        if plan.tune and plan.top_k < fr.min_top_k:  # a small band re-runs no finalist: tune does
+            plan = make(room - fr.min_top_k * fr.seeds * t)
+            plan.top_k, plan.seeds_final = max(plan.top_k, fr.min_top_k), max(plan.seeds_final, fr.seeds)
+            plan.notes.append(f"advisor tune: the best {plan.top_k} re-run with {plan.seeds_final} seeds although "
+                              "this budget band plans none, so that tuned and baseline compare at equal seeds "
+                              "(rules/tune.yaml final)")
         plan.notes.append(f"advisor tune: planned in trials: the {_dur(room)} left for the search and the final "
-                          f"seeds buy {trials_fit:.1f} runs of the measured {_dur(t)}; each is planned as a trial of "
-                          f"{unit:g} h, so the hours of this plan count trials")
+                          f"seeds buy {max(room, t) / t:.1f} runs of the measured {_dur(t)}; each is planned as a "
+                          f"trial of {unit:g} h, so the hours of this plan count trials")
         write_json(self.out / "plan.json", plan)
         final_s = plan.top_k * plan.seeds_final * t
         self.state.plan = {"tune": plan.tune, "strategy": plan.strategy, "trials": plan.n_configs,
@@ -485,9 +505,15 @@ class Tune:
             why = next((r for r in plan.reasons if r.severity != "info"), plan.reasons[0] if plan.reasons else None)
             raise Stopped("plan", "the plan says not to search" + (f": {why.code} {why.message}" if why else ""),
                           why.advice if why else "")
-        (self.out / "plan.yaml").write_text(emit(plan, "yaml", "plan.yaml"), encoding="utf-8")
         # the shares, decided here for the rest of the budget
         search_s = max(0.0, room - final_s)
+        least = self.rules.budget.min_search_trials
+        if search_s < least * t:  # what is left after the baseline and the range tests holds no search
+            needed = self.elapsed() + (least + 1) * t + final_s + self.reserve_after_search()
+            raise Stopped("plan", f"after the baseline and the range tests, {_dur(max(0.0, room))} is left: room for "
+                          f"{max(0.0, search_s) / t:.1f} trials of {_dur(t)} besides the final seeds, fewer than "
+                          f"{least}", f"give --budget {_dur(needed * 1.05, up=True)} or more, or fewer --epochs")
+        (self.out / "plan.yaml").write_text(emit(plan, "yaml", "plan.yaml"), encoding="utf-8")
         self.state.search_s = search_s
         self.state.step("search").allotted_s = round(search_s + t, 2)
         self.state.step("final").allotted_s = round(final_s + (self._final_seeds() - 1) * t, 2)
@@ -616,8 +642,9 @@ class Tune:
     # ------------------------------------------------------------------ 6. the baseline at more seeds
 
     def final(self) -> None:
-        """The baseline again at the finalists' seeds (seed+1 ..; its first run was at seed):
-        tuned and baseline compared at the same number of seeds."""
+        """The baseline again, at seeds seed+1 .. seed+n-1 (its first run, at seed, is one of its
+        n seeds; the finalists run at seed+1 .. seed+n): tuned and baseline compared at the same
+        number of seeds."""
         from advisor.act.train import Diverged, TrialError
 
         seeds = [self.req.seed + 1 + s for s in range(self._final_seeds() - 1)]

@@ -433,7 +433,7 @@ def _lr_range(optimizer: str | None, inp: PlanInput, shift: str | None, current_
     if shift == "finder" and is_current and inp.finder is not None:
         centre, d = inp.finder.suggested_lr, spec["finder"]["decades_each_side"]
         low, high = centre / 10 ** d, centre * 10 ** d
-        if inp.finder.low is not None:
+        if inp.finder.low is not None and spec["finder"].get("clip_to_finder", True):
             low, high = max(low, inp.finder.low), min(high, inp.finder.high)
         min_d = spec["finder"]["min_decades"]
         if high <= low or math.log10(high / low) < min_d:
