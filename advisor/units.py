@@ -49,3 +49,16 @@ def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:
                 raise InputError(f"{option}: expected key=value, got {part!r}")
             result[key.strip()] = value.strip()
     return result
+
+
+def format_seconds(seconds: float, up: bool = False) -> str:
+    """A duration for people: 45s, 12.5m, 3.2h; `up`: rounded up to whole minutes or hours (a
+    budget to ask for)."""
+    seconds = max(0.0, float(seconds))
+    if up:
+        return f"{math.ceil(seconds / 60)}m" if seconds < 3600 else f"{math.ceil(seconds / 3600)}h"
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"

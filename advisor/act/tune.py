@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from advisor.errors import InputError
+from advisor.units import format_seconds as _dur
 
 SCHEMA = "advisor.tune/1"
 STATE = "state.json"
@@ -937,19 +938,6 @@ def _plain(value: Any) -> Any:
 
 def _fmt_hp(hp: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
-
-
-def _dur(seconds: float, up: bool = False) -> str:
-    seconds = max(0.0, float(seconds))
-    if up:
-        if seconds < 3600:
-            return f"{math.ceil(seconds / 60)}m"
-        return f"{math.ceil(seconds / 3600)}h"
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def mean_std(values: list[Optional[float]]) -> tuple[Optional[float], Optional[float], int]:

@@ -15,6 +15,7 @@ from rich.table import Table
 from advisor.engine.findings import Finding
 from advisor.render.common import fmt_value
 from advisor.render.terminal import print_finding
+from advisor.units import format_seconds
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -181,7 +182,7 @@ class SearchProgress:
             return
         names = {"search": f"{self.label} search", "final": "final seeds", "sanity": f"{self.label} sanity"}
         name = names.get(event.phase, event.phase)
-        left = "-" if event.left is None else _duration(event.left)
+        left = "-" if event.left is None else format_seconds(event.left)
         best = "-" if event.best is None else f"{event.best:.4g}"
         if event.phase not in self.tasks:
             self.tasks[event.phase] = self.bar.add_task(name, total=max(1, event.total), best=best, left=left)
@@ -191,15 +192,6 @@ class SearchProgress:
         if self.bar is not None:
             self.bar.stop()
         return False
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 __all__ = ["SearchProgress", "render", "render_sanity"]

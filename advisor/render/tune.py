@@ -16,6 +16,8 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.markup import escape
 
+from advisor.units import format_seconds
+
 
 # --------------------------------------------------------------------------- numbers in words
 
@@ -32,14 +34,7 @@ def _pm(mean: Optional[float], std: Optional[float], n: Optional[int]) -> str:
 
 
 def _dur(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
+    return "-" if seconds is None else format_seconds(seconds)
 
 
 def _params(params: Optional[dict[str, Any]]) -> str:
