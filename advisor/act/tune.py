@@ -297,6 +297,10 @@ class Tune:
             given = {**{k: str(v) for k, v in d.current.items()}, **given}
             optimizer = optimizer or d.optimizer
         current = parse_current(given, optimizer)
+        if "learning_rate" not in current:  # the trainer's default, said: the plan weighs the range test against it
+            opt = optimizer or current.get("optimizer") or self.settings.trainer.optimizer
+            current["learning_rate"] = float(self.settings.trainer.learning_rate.get(opt, 1e-3))
+            given = {**given, "learning_rate": repr(current["learning_rate"])}
         self.state.current, self.state.optimizer = given, optimizer or current.get("optimizer")
         return {**({"optimizer": optimizer} if optimizer else {}), **current}
 
