@@ -305,6 +305,7 @@ class Tune:
         return {**({"optimizer": optimizer} if optimizer else {}), **current}
 
     def baseline(self) -> None:
+        from advisor.act.cli_lr_find import _task_epochs
         from advisor.act.train import Diverged, TrialError, metric_direction
 
         hp = self.baseline_hp()
@@ -919,11 +920,6 @@ def _num_classes(built) -> Optional[int]:
 
 def _no_report(value: float, epoch: int) -> None:
     return None
-
-
-def _task_epochs(built) -> Optional[int]:
-    n = getattr(built, "epochs", None)
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def _stem(task: str) -> str:
