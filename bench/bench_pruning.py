@@ -4,6 +4,10 @@ pruned by each variant against the same search unpruned, N trials of 12 epochs.
     python bench/bench_pruning.py 24 3                 # N=24, 3 seeds, every variant: bench/results/pruning-real-24.txt
     python bench/bench_pruning.py 60 3 none,sha-1/3    # bench/results/pruning-real-60.txt
     python bench/bench_pruning.py 60 3 none,sha-1/4,sha-1/5,sha-1/6   # bench/results/pruning-real-tpe-60-3seeds.txt
+    python bench/bench_pruning.py 60 5 none,sha-1/4,sha-1/4-b1,sha-1/4-b3  # bench/results/pruning-real-tpe-60-5seeds.txt
+
+-bN: Optuna's bootstrap_count=N (the first N trials to reach a rung are pruned there, so early
+trials are not promoted for want of competitors); measured, not used (see rule P202).
 """
 import sys, statistics, json, time
 from pathlib import Path
@@ -18,7 +22,9 @@ VARIANTS = {"none": {"type": "none"},
             "sha-1/3": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
             "sha-1/4": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4},
             "sha-1/5": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 5},
-            "sha-1/6": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 6}}
+            "sha-1/6": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 6},
+            "sha-1/4-b1": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4, "bootstrap_count": 1},
+            "sha-1/4-b3": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 4, "bootstrap_count": 3}}
 n, epochs = int(sys.argv[1]), 12
 if len(sys.argv) > 3: VARIANTS = {k: v for k, v in VARIANTS.items() if k in sys.argv[3].split(",")}
 seeds = int(sys.argv[2])

@@ -323,7 +323,7 @@ def pruner_spec(space: Space, epochs: int) -> tuple[str, dict[str, Any]]:
         return "SuccessiveHalvingPruner", {
             "min_resource": int(extra.get("min_resource") or max(1, round(t["min_resource_share"] * epochs))),
             "reduction_factor": int(extra.get("reduction_factor") or t["reduction_factor"]),
-            "min_early_stopping_rate": 0, "bootstrap_count": 0}
+            "min_early_stopping_rate": 0, "bootstrap_count": int(extra.get("bootstrap_count") or 0)}
     return "NopPruner", {}
 
 
