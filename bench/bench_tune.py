@@ -1,6 +1,8 @@
 """Issue 13's goal 6: `advisor tune` against Optuna's default TPE for the same wall time.
 
-    nice -n 10 python bench/bench_tune.py                   # 5 tasks x budgets 30, 100 x seed 0 (~30-45 min)
+    nice -n 10 python bench/bench_tune.py                   # 5 tasks x budgets 30, 100 x seed 0 (~60 min)
+    nice -n 10 python bench/bench_tune.py --tasks digits-rescnn-adam markov-transformer-adam digits-bncnn-sgd \\
+        blobs-bnmlp-adamw diabetes-mlp-adam --name tune-bench-after   # the suite's own lengths
     nice -n 10 python bench/bench_tune.py --seeds 0 1       # add seed 1 (cells already done are skipped)
     nice -n 10 python bench/bench_tune.py --quick           # smoke check: 1 task, budget 30 (~1-2 min)
     nice -n 10 python bench/bench_tune.py --prewarm         # the same, tune's trial time measured warm
@@ -34,7 +36,7 @@ factor F in (30, 100):
            trainer (config_from_hp: cosine schedule, the spec's epochs, training seed S);
            study.optimize(timeout=F*t); its best configuration re-run at seeds S+1..S+3 (not
            charged to its time)
-  sweep    bench/lr_suite/results/sweep.jsonl: the best mean (3 seeds) last-epoch value over the
+  sweep    bench/lr_suite/results/sweep.jsonl (sweep-long.jsonl for the -xK tasks): the best mean (3 seeds) last-epoch value over the
            constant learning rates, and the std of its 3 seeds; "baseline near the best" when
            |baseline mean - sweep best| <= 2 x that std (or the baseline is better). The sweep used
            constant LRs (after the spec's warmup), advisor's trainer uses a cosine schedule
@@ -68,9 +70,12 @@ sys.path.insert(0, str(ROOT))
 
 ADAPTER = "bench/tune_tasks/lr_suite_tasks.py"
 SWEEP = ROOT / "bench/lr_suite/results/sweep.jsonl"
+SWEEP_LONG = ROOT / "bench/lr_suite/results/sweep-long.jsonl"  # tasks.LONG (sweep.py --long)
 RESULTS = ROOT / "bench/results"
-DEFAULT_TASKS = ("digits-rescnn-adam", "markov-transformer-adam", "digits-bncnn-sgd", "blobs-bnmlp-adamw",
-                 "diabetes-mlp-adam")
+# the same tasks trained 3-4x longer (1-2.5 s a training): at 0.3-1.5 s a training, 30 of them
+# are 10-40 s, and tune's fixed costs (its process, the report) weigh like a dozen trainings
+DEFAULT_TASKS = ("digits-rescnn-adam-x4", "markov-transformer-adam-x4", "digits-bncnn-sgd-x4",
+                 "diabetes-mlp-adam-x3", "blobs-bnmlp-adamw-x3")
 FACTORS = (30, 100)
 PARAMS = "learning_rate,weight_decay,batch_size"
 THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -81,9 +86,9 @@ def fn_name(task: str) -> str:
 
 
 def spec_of(task: str):
-    from bench.lr_suite.tasks import TASKS
+    from bench.lr_suite.tasks import SPECS
 
-    return TASKS[task]
+    return SPECS[task]
 
 
 def runner_for(task: str):
@@ -132,7 +137,9 @@ def measure(task: str, seed: int) -> float:
 
 def sweep_best(task: str, direction: str) -> dict:
     by_lr: dict[float, list[float]] = {}
-    with SWEEP.open() as fh:
+    from bench.lr_suite.tasks import LONG
+
+    with (SWEEP_LONG if task in LONG else SWEEP).open() as fh:
         for line in fh:
             r = json.loads(line)
             if r["task"] != task:

@@ -2,6 +2,8 @@
 
     nice -n 10 python bench/lr_suite/sweep.py                    # every task (~30 min of one CPU)
     python bench/lr_suite/sweep.py --tasks wine-mlp-adamw --seeds 1
+    nice -n 10 python bench/lr_suite/sweep.py --long             # tasks.LONG (bench_tune's): the sweep only,
+                                                                 # into results/sweep-long.jsonl (~10 min)
 
 For every task of bench/lr_suite/tasks.py:
 * range tests of advisor's default sweep (1e-7 .. 10, 100 steps) with RT_SEEDS, and longer ones
@@ -69,7 +71,7 @@ def refine(sweep_file: Path, name: str, seeds: int) -> list[float]:
         r = json.loads(line)
         if r["task"] == name:
             runs.setdefault(r["lr"], []).append(r["history"][-1])
-    spec = T.TASKS[name]
+    spec = T.SPECS[name]
     full = [lr for lr in grid(spec.optimizer) if len(runs.get(lr, ())) >= seeds]
     if len(full) < len(grid(spec.optimizer)):
         return []
@@ -81,22 +83,29 @@ def refine(sweep_file: Path, name: str, seeds: int) -> list[float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=list(T.TASKS), choices=list(T.TASKS))
+    parser.add_argument("--tasks", nargs="*", choices=list(T.SPECS),
+                        help="default: every task of the suite (with --long: every task of tasks.LONG)")
+    parser.add_argument("--long", action="store_true",
+                        help="the longer trainings of tasks.LONG: no range tests, the sweep into sweep-long.jsonl")
     parser.add_argument("--seeds", type=int, default=len(TRAIN_SEEDS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-sweep", action="store_true", help="range tests only")
     parser.add_argument("--refine", action="store_true",
                         help="second pass: 4 more LRs at the half-steps around each task's best (6 per decade there)")
     args = parser.parse_args(argv)
+    args.tasks = args.tasks or list(T.LONG if args.long else T.TASKS)
+    args.no_sweep = args.no_sweep and not args.long
     torch.set_num_threads(1)  # tiny models: one thread each, on a shared machine
     args.out.mkdir(parents=True, exist_ok=True)
-    curves_file, sweep_file = args.out / "curves.jsonl", args.out / "sweep.jsonl"
+    curves_file = args.out / "curves.jsonl"
+    sweep_file = args.out / ("sweep-long.jsonl" if args.long else "sweep.jsonl")
     have_curves = done_keys(curves_file, ("task", "seed", "iters"))
     have_runs = done_keys(sweep_file, ("task", "lr", "seed"))
     for name in args.tasks:
-        spec = T.TASKS[name]
+        spec = T.SPECS[name]
         began = time.perf_counter()
-        for seed, iters in [(s, 100) for s in RT_SEEDS] + [(s, 300) for s in LONG_SEEDS]:
+        tests = [] if args.long else [(s, 100) for s in RT_SEEDS] + [(s, 300) for s in LONG_SEEDS]
+        for seed, iters in tests:
             if (name, seed, iters) in have_curves:
                 continue
             curve = T.range_test(name, seed, iters)

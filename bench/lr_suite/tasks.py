@@ -14,7 +14,7 @@ thread: the suite is sized for a shared two-core machine.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
 
@@ -339,6 +339,17 @@ TASKS: dict[str, Spec] = {
 }
 
 
+# Longer trainings of four suite tasks (the same data, model and optimizer, k times the epochs), for
+# bench/bench_tune.py only: advisor tune's fixed costs (a process start, the report) take seconds,
+# so a budget of 30 full trainings is a user's situation only when one training takes seconds too.
+# Not part of the suite lr-find is evaluated on (TASKS); swept by `sweep.py --long` into
+# results/sweep-long.jsonl.
+LONG: dict[str, Spec] = {f"{name}-x{k}": replace(TASKS[name], epochs=TASKS[name].epochs * k)
+                         for name, k in (("digits-rescnn-adam", 4), ("markov-transformer-adam", 4),
+                                         ("digits-bncnn-sgd", 4), ("diabetes-mlp-adam", 3),
+                                         ("blobs-bnmlp-adamw", 3))}
+SPECS: dict[str, Spec] = {**TASKS, **LONG}
+
 def make_optimizer(name: str, params, lr: float):
     """The optimizers of the suite, with the defaults `advisor lr-find` uses."""
     if name == "sgd":
@@ -354,7 +365,7 @@ def make_optimizer(name: str, params, lr: float):
 
 def build(name: str, seed: int) -> Task:
     """The task with its model initialised from `seed` (the loaders shuffle from torch's RNG)."""
-    spec = TASKS[name]
+    spec = SPECS[name]
     seed_everything(seed)
     xt, yt, xv, yv = spec.data()
     if spec.train_subset:
@@ -386,7 +397,7 @@ def worst(metric: str) -> float:
 
 
 def steps_per_epoch(name: str) -> int:
-    spec = TASKS[name]
+    spec = SPECS[name]
     n = len(spec.data()[0]) if not spec.train_subset else spec.train_subset
     return -(-n // spec.batch_size)
 
@@ -395,7 +406,7 @@ def train(name: str, lr: float, seed: int) -> list[float]:
     """The protocol: constant LR (after the task's linear warmup), the task's epochs; the
     validation metric after every epoch. A run whose loss turns non-finite scores the worst
     value from then on."""
-    spec = TASKS[name]
+    spec = SPECS[name]
     task = build(name, seed)
     opt = make_optimizer(spec.optimizer, task.model.parameters(), lr)
     total = spec.epochs * steps_per_epoch(name)
@@ -422,7 +433,7 @@ def range_test(name: str, seed: int, iters: int = 100):
     """advisor's range test on the task (default sweep), with the task's optimizer."""
     from advisor.act.lr_find import range_test as rt
 
-    spec = TASKS[name]
+    spec = SPECS[name]
     task = build(name, seed)
     opt = make_optimizer(spec.optimizer, task.model.parameters(), 1e-7)
     return rt(task.model, task.train_loader, task.loss_fn, optimizer=opt, iters=iters, seed=seed)
@@ -430,7 +441,7 @@ def range_test(name: str, seed: int, iters: int = 100):
 
 def plain_steps(name: str, steps: int, seed: int) -> None:
     """`steps` plain training steps (the cost reference of the range test)."""
-    spec = TASKS[name]
+    spec = SPECS[name]
     task = build(name, seed)
     opt = make_optimizer(spec.optimizer, task.model.parameters(), 1e-7)
     batches = cycle(task.train_loader)

@@ -1,6 +1,6 @@
 """advisor's task protocol (`build(hp) -> advisor.Task`) over tasks of the lr-find suite.
 
-One `build_<task>` per chosen task of bench/lr_suite/tasks.py (its `TASKS` specs are reused, not
+One `build_<task>` per chosen task of bench/lr_suite/tasks.py (its `SPECS` are reused, not
 copied): the suite's data and model, hp["batch_size"] honoured (default the spec's), and the
 returned Task carries `epochs` = the spec's epochs (the planned length). advisor's trainer
 owns the optimizer, the schedule and the seeding (it seeds before calling build).
@@ -18,7 +18,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from bench.lr_suite.tasks import TASKS  # noqa: E402
+from bench.lr_suite.tasks import LONG, SPECS  # noqa: E402
 
 from advisor.act.demo import TensorLoader  # noqa: E402
 from advisor.act.task import Task  # noqa: E402
@@ -31,11 +31,11 @@ if os.environ.get("BENCH_TUNE_PREWARM"):
 
 CHOSEN = ("diabetes-mlp-adam", "blobs-bnmlp-adamw", "waves-cnn1d-sgd", "markov-transformer-adam",
           "digits-rescnn-adam", "majority-lstm-adam", "sort-transformer-adamw", "digits-bncnn-sgd",
-          "markov-gru-adamw", "digits-gru-rmsprop")
+          "markov-gru-adamw", "digits-gru-rmsprop", *LONG)
 
 
 def build_task(name: str, hp: dict) -> Task:
-    spec = TASKS[name]
+    spec = SPECS[name]
     xt, yt, xv, yv = spec.data()
     if spec.train_subset:
         xt, yt = xt[: spec.train_subset], yt[: spec.train_subset]
@@ -55,7 +55,8 @@ def _make(name: str):
         return build_task(name, hp)
 
     build.__name__ = build.__qualname__ = function_name(name)
-    build.__doc__ = f"{name}: {TASKS[name].kind} ({TASKS[name].epochs} epochs, batch {TASKS[name].batch_size})"
+    spec = SPECS[name]
+    build.__doc__ = f"{name}: {spec.kind} ({spec.epochs} epochs, batch {spec.batch_size})"
     return build
 
 
