@@ -166,6 +166,18 @@ def test_a_budget_too_small_for_a_search_says_what_it_needs(tmp_path):
     assert not (tmp_path / "small" / "study.db").exists()
 
 
+def test_the_tasks_own_batch_size_is_the_plans_current_one(tmp_path):
+    """A task that builds batch 32 by default: tune says so to the plan (as --current bs=32 would,
+    so that its batch range is centred on it); a --current bs the user gives stays theirs."""
+    task = f"{TASKS / 'normal_task.py'}:build"
+    for extra, want in (([], "32"), (["--current", "bs=64"], "64")):
+        out = tmp_path / f"bs{want}"
+        r = advisor("tune", task, "--budget", "3s", "--epochs", "2", *extra, "--out", str(out), "--json")
+        assert r.returncode == 1, r.stderr  # no room for a search: stopped after the baseline
+        current = json.loads((out / "state.json").read_text())["current"]
+        assert current.get("batch_size", current.get("bs")) == want and len(current) == 2, current  # and the LR
+
+
 @pytest.mark.parametrize("args, message", [
     (["--demo"], "--budget: missing"),
     (["--budget", "1h"], "TASK: missing"),

@@ -323,6 +323,11 @@ class Tune:
         self.state.epochs = int(epochs)
         self.state.hp = _plain({**hp, "epochs": int(epochs), "seed": self.req.seed})
         self.state.num_classes = _num_classes(built)
+        bs = getattr(built.train_loader, "batch_size", None)
+        if "batch_size" not in hp and isinstance(bs, int) and bs > 0:
+            # the batch the task builds by default, said as a --current bs would say it: the
+            # plan's batch range is then centred on it (rules/tables/ranges.yaml around_current)
+            self.state.current = {**self.state.current, "batch_size": str(bs)}
         del built
         self.say(f"baseline: {self.runner.label} at {_fmt_hp(hp) or 'the trainer defaults'}, {epochs} epochs, "
                  f"seed {self.req.seed}, on {self.state.device}")
