@@ -293,6 +293,22 @@ def test_from_underfitting_run_says_tuning_will_not_fix_it() -> None:
     assert out.code == 0 and "Do not run a search" in out.out
 
 
+@pytest.mark.parametrize("suggested, low, searches", [
+    (4.5e-3, 6.6e-4, True),    # inside the finder's range, 4.5x below its suggestion: the LR is the suspect
+    (1.4e-2, 1.7e-3, True),    # below the whole range
+    (2.0e-3, 1.0e-4, False),   # 2x below the suggestion: within its error, capacity it is
+])
+def test_underfitting_at_a_learning_rate_well_below_the_finders_searches_the_lr(tmp_path, suggested, low,
+                                                                                  searches) -> None:
+    finder = tmp_path / "lrfind.json"
+    finder.write_text(json.dumps({"suggested_lr": suggested, "range": [low, suggested * 10]}))
+    plan = plan_json("--budget", "50h", "--trial-time", "30m", *ONE_GPU, "--optimizer", "adam", "--current",
+                     "lr=1e-3", "--from", str(fixture("underfitting")), "--lr-from", str(finder))
+    assert plan["tune"] is searches and ("P017" in codes(plan)) is searches and ("P011" in codes(plan)) is not searches
+    if searches:
+        assert names(plan)[0] == "learning_rate"
+
+
 def test_from_unstable_run_lowers_the_lr_range() -> None:
     path = fixture("unstable")
     plan = plan_json("--budget", "50h", "--trial-time", "30m", *ONE_GPU, "--optimizer", "adam", "--from", str(path))

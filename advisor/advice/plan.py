@@ -651,6 +651,16 @@ def _dur(hours: float) -> str:
     return f"{hours * 60:.3g} min" if hours < 1 else f"{hours:.3g} h"
 
 
+def _lr_below_finder(inp: PlanInput, current_lr: float | None) -> bool:
+    """The current LR below the range test's range, or below its suggestion by more than the
+    factor rules/tables/ranges.yaml gives (learning_rate.finder.below_suggestion)."""
+    f = inp.finder
+    if not (f and current_lr):
+        return False
+    factor = tables()["ranges"]["parameters"]["learning_rate"]["finder"]["below_suggestion"]
+    return bool((f.low and current_lr < f.low) or (f.suggested_lr and current_lr * factor < f.suggested_lr))
+
+
 def _base_facts(inp: PlanInput, workers: int, current_lr: float | None) -> dict[str, Any]:
     diag = inp.diagnosis
     labels = set(diag.labels) if diag else set()
@@ -665,7 +675,7 @@ def _base_facts(inp: PlanInput, workers: int, current_lr: float | None) -> dict[
         "current_learning_rate": current_lr, "lr_from_finder": inp.finder is not None,
         "finder_lr": inp.finder.suggested_lr if inp.finder else None,
         "finder_low": inp.finder.low if inp.finder else None,
-        "lr_below_finder": bool(inp.finder and inp.finder.low and current_lr and current_lr < inp.finder.low),
+        "lr_below_finder": _lr_below_finder(inp, current_lr),
         "has_diagnosis": diag is not None,
     }
     facts.update({fact: label in labels for label, fact in DIAG_FACTS.items()})
