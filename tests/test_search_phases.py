@@ -167,3 +167,24 @@ def test_the_stop_rule_is_reported_and_can_be_turned_off(cli, tmp_path, monkeypa
     doc = json.loads(r.out)
     assert doc["stopped_by"] == "budget" and doc["trials"]["total"] == 12 and doc["budget"]["stop_rule"] is None
     assert not any("stop rule may end" in n for n in doc["notes"])
+
+
+def test_a_caller_with_a_deadline_keeps_the_last_phase_going_when_stale(tmp_path, monkeypatch) -> None:
+    """advisor tune's search (stale_ends_search=False): the stop rule still moves a stale explore
+    on to refine, but a stale refine runs to its trials instead of ending the search."""
+    monkeypatch.setenv("ADVISOR_TEST_CONSTANT", "1")  # every configuration scores the same: no gain
+    space = Space.model_validate({"strategy": "random", "trials": 16, "epochs": 2,
+                                  "sampler": {"type": "QMCSampler"}, "pruner": {"type": "none"}, "params": {
+                                      "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}}})
+    phases = [{"name": "explore", "trials": 8}, {"name": "refine", "trials": 8}]
+
+    def spec():
+        return S.SearchSpec(task=OBJECTIVE, space=space.to_yaml_dict(), trials=16, epochs=2, top_k=0, seeds_final=0,
+                            phases=phases, stop_stale=3, stop_min_gain=0.001)
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ended = S.run(spec(), url, "open", resume=False, device_name="cpu", audit=False)
+    kept = S.run(spec(), url, "deadline", resume=False, device_name="cpu", audit=False, stale_ends_search=False)
+    assert ended.stopped_by == "stale" and [ph["trials"] for ph in ended.phases] == [4, 4]
+    assert kept.stopped_by == "budget" and [(ph["name"], ph["trials"]) for ph in kept.phases] == [("explore", 4),
+                                                                                                   ("refine", 12)]

@@ -63,8 +63,13 @@ class FinalRules(_Strict):
     seeds: int
 
 
+class SearchRules(_Strict):
+    stale_ends_search: bool
+
+
 class TuneRules(_Strict):
     budget: BudgetRules
+    search: SearchRules
     plan: PlanRules
     final: FinalRules
     stop: StopRules
@@ -593,7 +598,8 @@ class Tune:
             report = run_search(prepared.spec, prepared.url, prepared.study, resume=prepared.resume,
                                 device_name=self.req.device, timeout=max(timeout, 1e-3), progress=progress,
                                 notes=prepared.notes, storage=prepared.storage, runner=prepared.runner,
-                                known_baseline=known, stop_when=self._finals_must_fit(prepared.spec))
+                                known_baseline=known, stop_when=self._finals_must_fit(prepared.spec),
+                                stale_ends_search=self.rules.search.stale_ends_search)
         ended = time.monotonic()
         final_began = marks["final"] or ended
         write_json(self.out / "search.json", report)

@@ -159,6 +159,7 @@ class Search:
         self.runner = runner or Runner(spec.task, device)
         self.epoch_budget = epoch_budget
         self.stop_when: Optional[Callable[[list], bool]] = None  # run(stop_when=...): the caller's deadline
+        self.stale_ends_search = True  # run(stale_ends_search=False): the stop rule only ends explore
         self.stopped_by = "none"
         self.refine = None  # (narrowed space, categorical values kept) once the refine phase starts
         self.began = time.monotonic()
@@ -347,8 +348,10 @@ class Search:
                 self._mark_stopped(study, "budget")
             return "budget"
         state = {"stale": False, "aborted": None, "epochs": False}
-        rules = [self._budget_rule(target), self._stop_rule(state, name, last), self._abort_rule(state),
+        rules = [self._budget_rule(target), self._abort_rule(state),
                  self._progress_callback("search")]
+        if self.stale_ends_search or not last:
+            rules.append(self._stop_rule(state, name, last))
         if self.epoch_budget:
             rules.append(self._epoch_rule(state))
         if self.stop_when is not None:
@@ -834,12 +837,14 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
         timeout: Optional[float] = None, workers: int = 1, progress: Optional[Callable[[Event], None]] = None,
         notes: Optional[list[str]] = None, storage=None, runner: Optional[Runner] = None,
         epoch_budget: Optional[int] = None, audit: bool = True, known_baseline=None,
-        stop_when: Optional[Callable[[list], bool]] = None) -> SearchReport:
+        stop_when: Optional[Callable[[list], bool]] = None, stale_ends_search: bool = True) -> SearchReport:
     """Create (or resume) the study and run search, final seeds and audit; return the report.
     `spec` is the stored one when resuming. Checks that can fail on user input run before the
     study is written to. `known_baseline`: a runner that replays the baseline's run already
     trained (advisor tune's), so that the study's baseline trial is not trained twice.
-    `stop_when(trials)`: checked after each search trial; True ends the search (as a timeout)."""
+    `stop_when(trials)`: checked after each search trial; True ends the search (as a timeout).
+    `stale_ends_search=False`: the stop rule moves a stale explore phase on to refine but does not
+    end the last phase (a caller with a deadline spends its time)."""
     from advisor.act.device import describe_device, resolve_device
 
     began = time.monotonic()
@@ -851,7 +856,7 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     _threads_for(device, workers, spec.task)
     search = Search(spec, url, study_name, storage, device=device, device_label=describe_device(device),
                     timeout=timeout, progress=progress, notes=notes, runner=runner, epoch_budget=epoch_budget)
-    search.stop_when = stop_when
+    search.stop_when, search.stale_ends_search = stop_when, stale_ends_search
     if resume:
         study = search.load()
         if _spec_of(study) != spec:  # a new trial budget or top-k: the workers read it from here
