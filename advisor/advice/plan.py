@@ -482,6 +482,9 @@ def _spec(name: str, inp: PlanInput, facts: dict[str, Any], searched: list[str],
         highs = [by_opt.get(k, by_opt["default"])[1] for k in keys]
         p.low, p.high, p.zero = min(lows), max(highs), bool(r.get("zero"))
         p.note = "log scale from a positive floor, with 0 (no decay) as a separate choice"
+        if facts.get("diag_overfitting") and r.get("overfitting_high", 0) > p.high:
+            p.high = float(r["overfitting_high"])
+            p.note += f"; up to {p.high:g} because the run overfits"
     elif name == "batch_size":
         choices = list(r["choices"])
         if isinstance(cur, (int, float)) and cur >= 1:
