@@ -342,6 +342,22 @@ def test_lower_lr_range_respects_fine_tuning_scale() -> None:
     assert "P302" in {r.code for r in slow.reasons}
 
 
+@pytest.mark.parametrize("optimizer, labels, high", [
+    ("adam", ["overfitting"], 1e-1),    # an overfitting run searches stronger decay
+    ("adam", ["slow_convergence"], 1e-2),  # the default range otherwise
+    ("sgd", [], 1e-2),
+    ("adamw", ["overfitting"], 1e-1),   # decoupled decay reaches 0.1 already
+])
+def test_weight_decay_reaches_higher_when_the_run_overfits(optimizer, labels, high) -> None:
+    plan = build_plan(PlanInput(budget_hours=50, trial_hours=0.5, hardware=one_gpu(), optimizer=optimizer,
+                                params=["learning_rate", "weight_decay"],
+                                diagnosis={"run": "r.csv", "labels": labels, "notes": [], "codes": [],
+                                           "verdict": ""}))
+    wd = plan.param("weight_decay")
+    assert wd.high == pytest.approx(high) and wd.zero
+    assert ("because the run overfits" in (wd.note or "")) == (labels == ["overfitting"] and optimizer != "adamw")
+
+
 # --------------------------------------------------------------------------- output and bad input
 
 def test_terminal_output_shows_decisions_and_reasons() -> None:

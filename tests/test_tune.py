@@ -85,6 +85,14 @@ def test_demo_runs_the_whole_chain_and_beats_its_baseline(demo):
     plan = json.loads((out / "plan.json").read_text())
     assert plan["budget"]["budget_hours"] == pytest.approx(s["plan"]["budget_s"] / trial_s, rel=0.01)
     assert plan["budget"]["trial_hours"] == 1.0
+    # the baseline's second seed ran before the search (warm, it timed the trial) and counts
+    # among the comparison's seeds: the final step ran only the third
+    state = json.loads((out / "state.json").read_text())
+    runs = state["baseline_runs"]
+    assert [r["seed"] for r in runs] == [1, 2] and trial_s == pytest.approx(min(
+        runs[0]["seconds"], trial_s), abs=1e-3) and trial_s <= state["baseline"]["seconds"]
+    assert err.index("baseline: again at seed 1") < err.index("lr-find:") < err.index("final: the baseline at seed 2")
+    assert "final: the baseline at seed 1" not in err
 
 
 def test_demo_folder_holds_every_artifact(demo):
