@@ -381,6 +381,11 @@ class Tune:
         if self._final_seeds() < 2 or self.left() < 3 * self.state.trial_s:
             return  # a budget this small is refused by _check_room on the first run's time
         s = self.req.seed + 1
+        ran = next((r for r in self.state.baseline_runs if r["seed"] == s), None)
+        if ran is not None:  # resumed after it ran: its time stands
+            if ran.get("value") is not None:
+                self.state.trial_s = min(self.state.trial_s, ran["seconds"])
+            return
         self.say(f"baseline: again at seed {s} (one of the comparison's seeds; warm, it times a trial)")
         began = time.monotonic()
         value = self._baseline_at(s)
