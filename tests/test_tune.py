@@ -258,3 +258,24 @@ def test_sigkill_loses_at_most_the_trial_in_flight(tmp_path):
         assert after[tid] == state
     assert all(after[tid] == "FAIL" for tid, _ in running)  # the one in flight: failed, interrupted
     assert json.loads(r.stdout)["status"] == "done"
+
+
+@pytest.mark.parametrize("strategy,plan_trials,trial_s,cost_share,seconds,expected", [
+    ("bayesian", 20, 2.0, 0.5, 100.0, 100),   # the share buys 100 at half a trial each: cap lifted
+    ("random", 20, 2.0, 1.0, 100.0, 50),      # no pruning: one full trial each
+    ("bayesian", 120, 2.0, 0.5, 100.0, None),  # the plan's count already spends the share
+    ("grid", 20, 2.0, 0.5, 100.0, None),      # a grid keeps its points whatever the time
+])
+def test_the_search_gets_the_trials_its_time_share_buys(tmp_path, strategy, plan_trials, trial_s, cost_share,
+                                                        seconds, expected):
+    from advisor.act.tune import State, Tune, TuneRequest
+
+    state = State(request=TuneRequest(task="demo", budget_s=600.0), out=str(tmp_path), created="now",
+                  trial_s=trial_s, plan={"strategy": strategy, "trials": plan_trials, "cost_share": cost_share,
+                                         "pruner": "median"})
+    said: list[str] = []
+    tune = Tune(state, say=said.append)
+    assert tune._trials_for(seconds) == expected
+    assert bool(said) == (expected is not None)   # a changed count is said, with why
+    if expected is not None:
+        assert f"{expected} trials instead of the plan's {plan_trials}" in said[0]
