@@ -188,3 +188,34 @@ def test_a_caller_with_a_deadline_keeps_the_last_phase_going_when_stale(tmp_path
     assert ended.stopped_by == "stale" and [ph["trials"] for ph in ended.phases] == [4, 4]
     assert kept.stopped_by == "budget" and [(ph["name"], ph["trials"]) for ph in kept.phases] == [("explore", 4),
                                                                                                    ("refine", 12)]
+
+
+def test_a_callers_cut_prunes_the_trial_in_flight_at_an_epoch_and_never_a_final(tmp_path) -> None:
+    """run(cut_when=...): the deadline read after each epoch of a search trial prunes it there
+    (kept as `cut`); the search then ends by stop_when, and the final re-runs train in full."""
+    space = Space.model_validate({"strategy": "random", "trials": 6, "epochs": 4,
+                                  "sampler": {"type": "QMCSampler"}, "pruner": {"type": "none"}, "params": {
+                                      "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}})
+    spec = S.SearchSpec(task=NORMAL, space=space.to_yaml_dict(), trials=6, epochs=4, top_k=1, seeds_final=1)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    epochs = {"n": 0}
+
+    def cut() -> bool:  # comes during the second trial's second epoch, and stays
+        epochs["n"] += 1
+        return epochs["n"] >= 6
+
+    report = S.run(spec, url, "c", resume=False, device_name="cpu", audit=False,
+                   cut_when=cut, stop_when=lambda trials: epochs["n"] >= 6)
+    study = optuna.load_study(study_name="c", storage=url)
+    search = [t for t in study.trials if not t.user_attrs.get("final")]
+    assert [t.state.name for t in search] == ["COMPLETE", "PRUNED"]
+    assert len(search[0].intermediate_values) == 4
+    took = (search[0].datetime_complete - search[0].datetime_start).total_seconds()
+    assert 0 < search[0].user_attrs["train_s"] < took   # the training alone, without the bookkeeping
+    cut_trial = search[1]
+    assert cut_trial.user_attrs.get("cut") is True and cut_trial.user_attrs.get("pruned_at") == 2
+    assert len(cut_trial.intermediate_values) == 2
+    assert report.stopped_by == "timeout"
+    finals = [t for t in study.trials if t.user_attrs.get("final")]
+    assert finals and all(t.state.name == "COMPLETE" for t in finals)
+    assert all(t.user_attrs["hp"]["learning_rate"] == search[0].params["learning_rate"] for t in finals)

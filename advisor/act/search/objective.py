@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel
@@ -216,9 +217,11 @@ def _extra(trial, spec: SearchSpec, phase: Optional[str], final_loop: bool) -> O
 
 
 def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Optional[str] = None,
-                   final_loop: bool = False, shared: bool = True):
+                   final_loop: bool = False, shared: bool = True, cut: Optional[Callable[[], bool]] = None):
     """The Optuna objective: hyperparameters from the trial, the run, and the bookkeeping
-    (`phase`: the search phase the trial belongs to, kept in its user attributes)."""
+    (`phase`: the search phase the trial belongs to, kept in its user attributes; `cut()`: read
+    after each reported epoch of a search trial, True prunes the trial there: the caller's
+    deadline came while it trained)."""
     import optuna
 
     from advisor.act.task import _exit_call, _user_frame
@@ -251,7 +254,7 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Option
         searched = suggest(trial, space)
         hp = _plain({**spec.fixed, **searched, "epochs": spec.epochs, "seed": seed})
         trial.set_user_attr("hp", hp)  # with its seed and epochs
-        trained = {"n": 0, "reports": 0}
+        trained = {"n": 0, "reports": 0, "bookkeeping_s": 0.0}
 
         def on_epoch(n: int) -> None:
             trained["n"] = n
@@ -265,12 +268,23 @@ def make_objective(runner: Runner, spec: SearchSpec, space: Space, phase: Option
                                at_start=first and runner.kind == "objective")
             if final:
                 return
+            began = time.perf_counter()
             trial.report(value, epoch)
-            if trial.should_prune():
+            prune = trial.should_prune()
+            deadline = cut is not None and cut()
+            trained["bookkeeping_s"] += time.perf_counter() - began
+            if prune:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+            if deadline:
+                trial.set_user_attr("cut", True)
+                raise optuna.TrialPruned(f"cut after epoch {epoch + 1}: the search's deadline came")
 
         try:
+            began = time.perf_counter()
             value = runner.run(hp, report, seed, spec.epochs, on_epoch)
+            # the training alone, without the storage's round trips at each epoch: what a re-run
+            # of this configuration at another seed (a final one, which reports nothing) costs
+            trial.set_user_attr("train_s", round(time.perf_counter() - began - trained["bookkeeping_s"], 3))
             _record_curve(trial, getattr(runner, "last", None))
             if not math.isfinite(value):
                 raise Diverged(f"the objective returned {value}", max(0, trained["n"] - 1), value,

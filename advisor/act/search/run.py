@@ -159,6 +159,7 @@ class Search:
         self.runner = runner or Runner(spec.task, device)
         self.epoch_budget = epoch_budget
         self.stop_when: Optional[Callable[[list], bool]] = None  # run(stop_when=...): the caller's deadline
+        self.cut_when: Optional[Callable[[], bool]] = None  # run(cut_when=...): the same, inside a trial
         self.stale_ends_search = True  # run(stale_ends_search=False): the stop rule only ends explore
         self.stopped_by = "none"
         self.refine = None  # (narrowed space, categorical values kept) once the refine phase starts
@@ -366,7 +367,7 @@ class Search:
                                           sampler=self._phase_sampler(name),
                                           pruner=make_pruner(self.space, self.spec.epochs))
         self._emit("search", study)
-        objective = make_objective(self.runner, self.spec, space, phase=name)
+        objective = make_objective(self.runner, self.spec, space, phase=name, cut=self.cut_when)
         with _quiet_optuna(), working(study, self.storage):
             study.optimize(objective, n_trials=target - done, timeout=timeout, callbacks=callbacks,
                            catch=(_TrialFailed,), gc_after_trial=False, show_progress_bar=False)
@@ -837,12 +838,15 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
         timeout: Optional[float] = None, workers: int = 1, progress: Optional[Callable[[Event], None]] = None,
         notes: Optional[list[str]] = None, storage=None, runner: Optional[Runner] = None,
         epoch_budget: Optional[int] = None, audit: bool = True, known_baseline=None,
-        stop_when: Optional[Callable[[list], bool]] = None, stale_ends_search: bool = True) -> SearchReport:
+        stop_when: Optional[Callable[[list], bool]] = None, cut_when: Optional[Callable[[], bool]] = None,
+        stale_ends_search: bool = True) -> SearchReport:
     """Create (or resume) the study and run search, final seeds and audit; return the report.
     `spec` is the stored one when resuming. Checks that can fail on user input run before the
     study is written to. `known_baseline`: a runner that replays the baseline's run already
     trained (advisor tune's), so that the study's baseline trial is not trained twice.
     `stop_when(trials)`: checked after each search trial; True ends the search (as a timeout).
+    `cut_when()`: checked after each epoch a search trial reports; True prunes the trial there (a
+    caller's deadline that came while it trained; the trial keeps `cut` in its user attributes).
     `stale_ends_search=False`: the stop rule moves a stale explore phase on to refine but does not
     end the last phase (a caller with a deadline spends its time)."""
     from advisor.act.device import describe_device, resolve_device
@@ -856,7 +860,7 @@ def run(spec: SearchSpec, url: str, study_name: str, *, resume: bool, device_nam
     _threads_for(device, workers, spec.task)
     search = Search(spec, url, study_name, storage, device=device, device_label=describe_device(device),
                     timeout=timeout, progress=progress, notes=notes, runner=runner, epoch_budget=epoch_budget)
-    search.stop_when, search.stale_ends_search = stop_when, stale_ends_search
+    search.stop_when, search.cut_when, search.stale_ends_search = stop_when, cut_when, stale_ends_search
     if resume:
         study = search.load()
         if _spec_of(study) != spec:  # a new trial budget or top-k: the workers read it from here
