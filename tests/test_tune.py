@@ -279,3 +279,45 @@ def test_the_search_gets_the_trials_its_time_share_buys(tmp_path, strategy, plan
     assert bool(said) == (expected is not None)   # a changed count is said, with why
     if expected is not None:
         assert f"{expected} trials instead of the plan's {plan_trials}" in said[0]
+
+
+@pytest.mark.parametrize("pruner, stop_margin", [
+    ({"type": "successive_halving", "min_resource": 2}, 10.0 * 2 / 8),  # a next trial up to its first rung
+    ({"type": "none"}, 10.0),                                            # without a pruner: a whole trial
+])
+def test_the_search_ends_at_its_deadline_to_the_epoch(tmp_path, pruner, stop_margin):
+    """The search's deadline (_finals_must_fit): it stops when what is left holds only the
+    finalists' seeds (as long as their trials trained), the report and a next trial up to its
+    pruner's first rung; a trial still training later is cut with one epoch of margin."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from advisor.act.search.objective import SearchSpec
+    from advisor.act.tune import State, Tune, TuneRequest
+
+    state = State(request=TuneRequest(task="demo", budget_s=600.0), out=str(tmp_path), created="now",
+                  trial_s=2.0, plan={"seeds_final": 3})
+    tune = Tune(state, say=lambda line: None)
+    space = {"strategy": "bayesian", "trials": 50, "epochs": 8, "pruner": pruner,
+             "params": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}}}
+    spec = SearchSpec(task="demo", space=space, trials=50, epochs=8, top_k=2, seeds_final=3, direction="minimize")
+    began = datetime(2026, 1, 1)
+
+    def trial(number, value, seconds, lr, **attrs):
+        return SimpleNamespace(number=number, value=value, params={"learning_rate": lr}, user_attrs=attrs,
+                               state=SimpleNamespace(name="COMPLETE"), datetime_start=began,
+                               datetime_complete=began + timedelta(seconds=seconds))
+
+    # the best took 4 s, 3.5 of them training (the rest the storage's round trips at each epoch,
+    # which a final re-run does not make); the second 3 s, unmeasured; the slowest 10 s
+    trials = [trial(0, 0.5, 4.0, 1e-3, train_s=3.5), trial(1, 0.6, 3.0, 1e-2), trial(2, 0.9, 10.0, 1e-4)]
+    stop, cut = tune._finals_must_fit(spec)
+    finals = 3 * (3.5 + 3.0)
+    reserve = tune.reserve_after_search()   # the baseline's 2 seeds still to run and the report
+    deadline = finals + reserve
+    for left, stops, cuts in [(deadline + stop_margin + 0.1, False, False),
+                              (deadline + stop_margin - 0.1, True, stop_margin <= 10.0 / 8),
+                              (deadline + 10.0 / 8 - 0.1, True, True)]:
+        tune.left = lambda left=left: left
+        assert stop(trials) is stops, left
+        assert cut() is cuts, left

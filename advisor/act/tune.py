@@ -604,13 +604,13 @@ class Tune:
         from advisor.act.search import Request, prepare
         from advisor.act.search.run import run as run_search
 
-        t = self.state.trial_s
         resume = self.state.study is not None
         url = self.req.storage or f"sqlite:///{(self.out / 'study.db').as_posix()}"
-        # the search stops starting trials so that the trial in flight and the finalists' seeds
-        # end inside the budget; a resumed search gets what is left of its share
+        # the search ends (its trial in flight cut at an epoch) so that the finalists' seeds end
+        # inside the budget; a resumed search gets what is left of its share
         final_s = (self.state.plan or {}).get("final_s", 0.0)
-        timeout = max(0.0, self.left() - self.reserve_after_search() - final_s - t)
+        # (the deadline to the epoch is _finals_must_fit's; this is its outer bound)
+        timeout = max(0.0, self.left() - self.reserve_after_search() - final_s)
         if resume:
             req = Request(task=self.req.task, storage=url, study=self.state.study, resume=True, device=self.req.device,
                           seed=self.req.seed, timeout_s=max(timeout, 1e-3))
@@ -627,6 +627,7 @@ class Tune:
                  f"{_dur(timeout)} to start them" + (" (resumed)" if resume else ""))
         known = None if resume else Replay(self.runner, self.state.baseline, self.state.epochs)
         marks = {"final": None}
+        stop, cut = self._finals_must_fit(prepared.spec)
         with (self.display() if self.display else contextlib.nullcontext()) as shown:
             def progress(event) -> None:
                 if event.phase == "final" and marks["final"] is None:
@@ -637,7 +638,7 @@ class Tune:
             report = run_search(prepared.spec, prepared.url, prepared.study, resume=prepared.resume,
                                 device_name=self.req.device, timeout=max(timeout, 1e-3), progress=progress,
                                 notes=prepared.notes, storage=prepared.storage, runner=prepared.runner,
-                                known_baseline=known, stop_when=self._finals_must_fit(prepared.spec),
+                                known_baseline=known, stop_when=stop, cut_when=cut,
                                 stale_ends_search=self.rules.search.stale_ends_search)
         ended = time.monotonic()
         final_began = marks["final"] or ended
@@ -681,14 +682,32 @@ class Tune:
         return bought
 
     def _finals_must_fit(self, spec):
-        """The search's deadline, read after each trial: the finalists' seeds cost what the best
+        """The search's deadline, as (stop, cut): the finalists' seeds cost what the best
         configurations' trials actually took (a small batch trains slower than the baseline), so
-        the search stops once what is left would not hold them, the trial in flight, the baseline's
-        seeds and the report: the final seeds never pay for an overrun."""
+        the search stops once what is left would not hold them, the baseline's seeds, the report
+        and a next trial up to its pruner's first rung (`stop`, read after each trial); a trial
+        still training when only that is left is pruned there (`cut`, read after each epoch):
+        the final seeds never pay for an overrun, and the search's share is spent to the epoch."""
+        from advisor.act.search.space import pruner_spec
         from advisor.act.search.trials import is_final
 
         sign = 1.0 if spec.direction == "maximize" else -1.0
         t = self.state.trial_s
+        kind, args = pruner_spec(spec.get_space(), spec.epochs)
+        # a trial cut before its first rung tells the pruner nothing; without a pruner, only a
+        # whole trial does (a grid, or a plan with no pruning)
+        median = args["wrapped_pruner"][1] if kind == "PatientPruner" else args
+        rung = args.get("min_resource") or (median.get("n_warmup_steps", 0) + 1 if "Median" in kind or
+                                            kind == "PatientPruner" else None)
+        rung_share = min(1.0, (rung or spec.epochs) / max(1, spec.epochs))
+        need = {"finals": spec.seeds_final * spec.top_k * t, "longest": t}
+
+        def cost(tr, took: float) -> float:
+            """A final re-run's: the trial's training alone (a final re-run reports to no pruner);
+            the baseline's trial is replayed from its run, which took the trial time."""
+            if tr.user_attrs.get("baseline") or not tr.user_attrs.get("train_s"):
+                return max(took, t)
+            return float(tr.user_attrs["train_s"])
 
         def stop(trials) -> bool:
             took = {}
@@ -703,13 +722,16 @@ class Tune:
                 key = json.dumps(tr.params, sort_keys=True, default=str)
                 if key not in seen:
                     seen.add(key)
-                    best.append(max(took[tr.number], t))
+                    best.append(cost(tr, took[tr.number]))
             best = (best + [t] * spec.top_k)[:spec.top_k]
-            finals = spec.seeds_final * sum(best)
-            longest = max(took.values(), default=t)
-            return self.left() < finals + self.reserve_after_search() + longest
+            need["finals"] = spec.seeds_final * sum(best)
+            need["longest"] = max([t, *took.values()])
+            return self.left() < need["finals"] + self.reserve_after_search() + need["longest"] * rung_share
 
-        return stop
+        def cut() -> bool:  # one epoch of the slowest trial yet is what the cut can overrun by
+            return self.left() < need["finals"] + self.reserve_after_search() + need["longest"] / max(1, spec.epochs)
+
+        return stop, cut
 
     # ------------------------------------------------------------------ 6. the baseline at more seeds
 
