@@ -52,11 +52,15 @@ def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:
 
 
 def format_seconds(seconds: float, up: bool = False) -> str:
-    """A duration for people: 45s, 12.5m, 3.2h; `up`: rounded up to whole minutes or hours (a
-    budget to ask for)."""
+    """A duration for people: 0.4s, 45s, 12.5m, 3.2h; `up`: rounded up to 5 seconds, whole
+    minutes or hours (a budget to ask for)."""
     seconds = max(0.0, float(seconds))
     if up:
+        if seconds < 90:
+            return f"{5 * math.ceil(seconds / 5):.0f}s"
         return f"{math.ceil(seconds / 60)}m" if seconds < 3600 else f"{math.ceil(seconds / 3600)}h"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     if seconds < 90:
         return f"{seconds:.0f}s"
     if seconds < 5400:
