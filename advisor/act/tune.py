@@ -504,7 +504,7 @@ class Tune:
 
         t = self.state.trial_s
         # the plan shares out what is left after this step, less the baseline's seeds, the report
-        # and one trial's time (the trial in flight when the search's share ends)
+        # and one trial's time (a margin: the search's deadline falls within a trial of it)
         room = self.left() - self._baseline_seeds_left() * t - self.rules.budget.report_s - t
         finder = None
         lf = self.state.lr_find
