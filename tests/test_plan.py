@@ -358,6 +358,20 @@ def test_weight_decay_reaches_higher_when_the_run_overfits(optimizer, labels, hi
     assert ("because the run overfits" in (wd.note or "")) == (labels == ["overfitting"] and optimizer != "adamw")
 
 
+@pytest.mark.parametrize("labels, first_rung", [
+    (["overfitting"], 15),       # an overfitting run's trials are judged first at a quarter of 60 epochs
+    (["slow_convergence"], 6),   # a tenth otherwise
+    ([], 6),
+])
+def test_successive_halving_judges_an_overfitting_runs_trials_later(labels, first_rung) -> None:
+    plan = build_plan(PlanInput(budget_hours=50, trial_hours=0.5, hardware=one_gpu(), optimizer="adam", epochs=60,
+                                params=["learning_rate", "weight_decay", "batch_size"],
+                                diagnosis={"run": "r.csv", "labels": labels, "notes": [], "codes": [],
+                                           "verdict": ""}))
+    assert plan.pruner.type == "successive_halving" and plan.pruner.min_resource == first_rung
+    assert ("P205" in {r.code for r in plan.reasons}) == (labels == ["overfitting"])
+
+
 # --------------------------------------------------------------------------- output and bad input
 
 def test_terminal_output_shows_decisions_and_reasons() -> None:

@@ -807,7 +807,7 @@ def build_plan(inp: PlanInput) -> Plan:
     else:
         n_configs = max(1, min(int(band["configs"]), int(math.floor(affordable / cost_share))))
 
-    pruner = _pruner(pruner_type, inp.epochs, cost_share, n_configs)
+    pruner = _pruner(pruner_type, inp.epochs, cost_share, n_configs, late=bool(concluded.get("late_first_rung")))
     sampler = _sampler(strategy, n_configs, workers, bool(concluded.get("quasi_random")))
     phases = _phases(strategy, n_configs, top_k, seeds, inp.trial_hours, cost_share, sampler, grid, params)
     gpu_hours = sum(ph.gpu_hours for ph in phases)
@@ -846,7 +846,8 @@ def build_plan(inp: PlanInput) -> Plan:
     return plan
 
 
-def _pruner(kind: str, epochs: int | None, cost_share: float, n_configs: int = 0) -> PrunerPlan:
+def _pruner(kind: str, epochs: int | None, cost_share: float, n_configs: int = 0, late: bool = False) -> PrunerPlan:
+    """`late`: the first rung of successive halving or Hyperband later in training (rule P205)."""
     p = tables()["budget"]["pruner"]
     e = epochs or int(p["assumed_epochs"])
     plan = PrunerPlan(type=kind, cost_share=cost_share, epochs_assumed=epochs is None and kind != "none")
@@ -857,12 +858,12 @@ def _pruner(kind: str, epochs: int | None, cost_share: float, n_configs: int = 0
     if kind == "patient":
         plan.patience = max(int(p["min_patience"]), round(p["patience_share"] * e))
     if kind == "hyperband":
-        plan.min_resource = max(1, round(p["min_resource_share"] * e))
+        plan.min_resource = max(1, round(p["late_first_rung_share" if late else "min_resource_share"] * e))
         plan.max_resource = e
         plan.reduction_factor = int(p["reduction_factor"])
     if kind == "successive_halving":
         sha = p["successive_halving"]
-        plan.min_resource = max(1, round(sha["min_resource_share"] * e))
+        plan.min_resource = max(1, round((p["late_first_rung_share"] if late else sha["min_resource_share"]) * e))
         plan.reduction_factor = int(sha["reduction_factor"])
     return plan
 
