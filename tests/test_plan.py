@@ -369,6 +369,10 @@ def test_successive_halving_judges_an_overfitting_runs_trials_later(labels, firs
                                 diagnosis={"run": "r.csv", "labels": labels, "notes": [], "codes": [],
                                            "verdict": ""}))
     assert plan.pruner.type == "successive_halving" and plan.pruner.min_resource == first_rung
+    bt = tables()["budget"]
+    late = labels == ["overfitting"]   # a later first rung prunes less: each configuration costs more
+    assert plan.pruner.cost_share == (bt["pruner"]["late_first_rung_cost_share"] if late
+                                      else bt["pruning_cost_share"]["successive_halving"])
     assert ("P205" in {r.code for r in plan.reasons}) == (labels == ["overfitting"])
 
 

@@ -793,7 +793,8 @@ def build_plan(inp: PlanInput) -> Plan:
     params = [_spec(n, inp, concluded, names, because.get(n, []), current_lr) for n in names]
 
     # How many configurations, and the grid or manual values themselves.
-    cost_share = float(bt["pruning_cost_share"][pruner_type])
+    late = bool(concluded.get("late_first_rung"))
+    cost_share = float(bt["pruner"]["late_first_rung_cost_share"] if late else bt["pruning_cost_share"][pruner_type])
     grid: list[dict[str, Any]] | None = None
     if strategy == "manual":
         lr = params[0]
@@ -807,7 +808,7 @@ def build_plan(inp: PlanInput) -> Plan:
     else:
         n_configs = max(1, min(int(band["configs"]), int(math.floor(affordable / cost_share))))
 
-    pruner = _pruner(pruner_type, inp.epochs, cost_share, n_configs, late=bool(concluded.get("late_first_rung")))
+    pruner = _pruner(pruner_type, inp.epochs, cost_share, n_configs, late=late)
     sampler = _sampler(strategy, n_configs, workers, bool(concluded.get("quasi_random")))
     phases = _phases(strategy, n_configs, top_k, seeds, inp.trial_hours, cost_share, sampler, grid, params)
     gpu_hours = sum(ph.gpu_hours for ph in phases)
