@@ -694,12 +694,12 @@ class Tune:
         sign = 1.0 if spec.direction == "maximize" else -1.0
         t = self.state.trial_s
         kind, args = pruner_spec(spec.get_space(), spec.epochs)
+        if kind == "PatientPruner":
+            args = args["wrapped_pruner"][1]
         # a trial cut before its first rung tells the pruner nothing; without a pruner, only a
         # whole trial does (a grid, or a plan with no pruning)
-        median = args["wrapped_pruner"][1] if kind == "PatientPruner" else args
-        rung = args.get("min_resource") or (median.get("n_warmup_steps", 0) + 1 if "Median" in kind or
-                                            kind == "PatientPruner" else None)
-        rung_share = min(1.0, (rung or spec.epochs) / max(1, spec.epochs))
+        rung = args.get("min_resource") or args.get("n_warmup_steps", spec.epochs - 1) + 1
+        rung_share = min(1.0, rung / max(1, spec.epochs))
         need = {"finals": spec.seeds_final * spec.top_k * t, "longest": t}
 
         def cost(tr, took: float) -> float:
